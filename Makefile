@@ -1,0 +1,53 @@
+# Millstream: two entry points, `make demo` and `make test`. Both set up everything they need,
+# idempotently: a virtualenv at .venv, the project and its extras, and the Debian packages
+# (Prometheus, Java for PyFlink) when missing.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+DURATION ?= 120
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PACKAGES := prometheus openjdk-17-jre-headless mosquitto
+
+.PHONY: demo test setup system-deps lint bench k8s-validate clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH; set PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,flink,gateways]'
+	$(PY) -m infra.flink_jars --quiet
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } \
+	  || { echo "could not install$$missing with apt-get; install them by hand and re-run" >&2; exit 1; }; \
+	fi
+
+demo: setup
+	$(VENV)/bin/millstream demo --duration $(DURATION)
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf .millstream build *.egg-info

@@ -1,0 +1,1 @@
+"""Local stack (broker, embedded ClickHouse, Prometheus), the CLI, DDL, rules and dashboards."""

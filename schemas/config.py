@@ -1,0 +1,107 @@
+"""Settings shared by every component: the schema registry, the Kafka connection and the topics.
+
+Each field is read from the environment variable named in its description (``MILLSTREAM_...``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_MODEL = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore")
+
+
+class SerdeSettings(BaseSettings):
+    """How values are framed on the wire."""
+
+    model_config = _MODEL
+
+    schema_registry_url: str | None = Field(
+        None,
+        description="MILLSTREAM_SCHEMA_REGISTRY_URL: Confluent-compatible Schema Registry; when set, "
+        "values are written in Confluent wire format. Unset: Avro single-object encoding.",
+    )
+    schema_registry_user: str | None = Field(None, description="MILLSTREAM_SCHEMA_REGISTRY_USER: basic-auth user.")
+    schema_registry_password: SecretStr | None = Field(
+        None, description="MILLSTREAM_SCHEMA_REGISTRY_PASSWORD: basic-auth password (secret)."
+    )
+
+
+class KafkaSettings(BaseSettings):
+    """Connection to the Kafka cluster (any Kafka-protocol broker)."""
+
+    model_config = _MODEL
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="MILLSTREAM_KAFKA_BOOTSTRAP: comma-separated host:port list."
+    )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="MILLSTREAM_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512", description="MILLSTREAM_KAFKA_SASL_MECHANISM: used with SASL_* protocols."
+    )
+    kafka_username: str | None = Field(None, description="MILLSTREAM_KAFKA_USERNAME: SASL user.")
+    kafka_password: SecretStr | None = Field(None, description="MILLSTREAM_KAFKA_PASSWORD: SASL password (secret).")
+    kafka_session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="MILLSTREAM_KAFKA_SESSION_TIMEOUT_MS: consumer-group session timeout. Low values let a "
+        "restarted worker rejoin in seconds; raise it on a busy production cluster.",
+    )
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _protocol(cls, v: str) -> str:
+        allowed = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+        if v.upper() not in allowed:
+            msg = f"must be one of {sorted(allowed)}"
+            raise ValueError(msg)
+        return v.upper()
+
+    def librdkafka(self) -> dict[str, str | int]:
+        """Connection settings in confluent-kafka (librdkafka) form."""
+        conf: dict[str, str | int] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_username or ""
+            conf["sasl.password"] = self.kafka_password.get_secret_value() if self.kafka_password else ""
+        return conf
+
+
+class TopicSettings(BaseSettings):
+    """Topic names and layout. k8s KafkaTopic resources must match these (a test compares them)."""
+
+    model_config = _MODEL
+
+    topic_readings: str = Field("millstream.readings.v1", description="MILLSTREAM_TOPIC_READINGS: gateway output.")
+    topic_windows: str = Field("millstream.windows.v1", description="MILLSTREAM_TOPIC_WINDOWS: window aggregates.")
+    topic_dead_letters: str = Field(
+        "millstream.dead-letters.v1", description="MILLSTREAM_TOPIC_DEAD_LETTERS: records no stage could process."
+    )
+    topic_late: str = Field(
+        "millstream.late.v1", description="MILLSTREAM_TOPIC_LATE: readings later than the allowed lateness."
+    )
+    topic_spc_signals: str = Field("millstream.spc-signals.v1", description="MILLSTREAM_TOPIC_SPC_SIGNALS.")
+    topic_anomalies: str = Field("millstream.anomalies.v1", description="MILLSTREAM_TOPIC_ANOMALIES.")
+    topic_partitions: int = Field(
+        6, ge=1, description="MILLSTREAM_TOPIC_PARTITIONS: partitions of every topic (parallelism ceiling)."
+    )
+    topic_replication: int = Field(1, ge=1, description="MILLSTREAM_TOPIC_REPLICATION: replication factor.")
+    topic_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="MILLSTREAM_TOPIC_RETENTION_MS: retention of data topics."
+    )
+
+    def all_topics(self) -> list[str]:
+        """Every topic the pipeline reads or writes."""
+        return [
+            self.topic_readings,
+            self.topic_windows,
+            self.topic_dead_letters,
+            self.topic_late,
+            self.topic_spc_signals,
+            self.topic_anomalies,
+        ]

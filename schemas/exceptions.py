@@ -1,0 +1,32 @@
+"""Exceptions of the schemas package, and the root of every Millstream error."""
+
+from __future__ import annotations
+
+
+class MillstreamError(Exception):
+    """Root of every error Millstream raises on purpose."""
+
+
+class ConfigError(MillstreamError):
+    """A setting is missing or has a value that cannot work."""
+
+
+class SchemaError(MillstreamError):
+    """A schema file is unreadable or not valid Avro."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """A new schema version cannot read data written with an older one."""
+
+
+class DecodeError(MillstreamError):
+    """Bytes could not be turned into a record. ``code`` is a stable, bounded reason."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class EncodeError(MillstreamError):
+    """A record does not match the schema it is written with."""

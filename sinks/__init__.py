@@ -1,0 +1,1 @@
+"""Where results go: the ClickHouse writer and the Prometheus exporter."""

@@ -1,0 +1,104 @@
+"""Pipeline metrics shared by every process, and the HTTP endpoint that serves them.
+
+Every process (gateway, stream worker, sink) calls :func:`serve` once; Prometheus scrapes
+``/metrics``; Kubernetes probes ``/healthz`` (the process runs) and ``/readyz`` (its broker and
+sink connections work). Labels are bounded: ``stage`` is a component name, ``reason`` a fixed code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000)
+
+RECORDS_IN = Counter("millstream_records_in", "Records a stage consumed.", ["stage"])
+RECORDS_OUT = Counter("millstream_records_out", "Records a stage produced or wrote.", ["stage"])
+DECODE_ERRORS = Counter("millstream_decode_errors", "Values a stage could not decode.", ["stage"])
+DEAD_LETTERS = Counter(
+    "millstream_dead_letters", "Records sent to the dead-letter or late topic, by reason code.", ["stage", "reason"]
+)
+CONSUMER_LAG = Gauge(
+    "millstream_consumer_lag_records", "High watermark minus position, per input partition.",
+    ["stage", "topic", "partition"],
+)
+END_TO_END_LATENCY = Histogram(
+    "millstream_end_to_end_latency_ms",
+    "Milliseconds from a reading's event time to the moment the stage handled its result.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS_MS,
+)
+WATERMARK = Gauge("millstream_watermark_ms", "Last event-time watermark, epoch milliseconds.", ["stage"])
+UP_SINCE = Gauge("millstream_process_start_time_ms", "When this component started, epoch ms.", ["stage"])
+
+HealthCheck = Callable[[], bool]
+
+
+class _Health:
+    def __init__(self) -> None:
+        self.checks: dict[str, HealthCheck] = {}
+        self.lock = threading.Lock()
+
+    def ready(self) -> tuple[bool, dict[str, bool]]:
+        with self.lock:
+            checks = dict(self.checks)
+        results: dict[str, bool] = {}
+        for name, check in checks.items():
+            try:
+                results[name] = bool(check())
+            except Exception:  # a failing check means not ready
+                results[name] = False
+        return all(results.values()), results
+
+
+HEALTH = _Health()
+
+
+def add_readiness_check(name: str, check: HealthCheck) -> None:
+    """Register a check that ``/readyz`` runs (e.g. broker reachable, ClickHouse reachable)."""
+    with HEALTH.lock:
+        HEALTH.checks[name] = check
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            self._send(200, b"ok\n", "text/plain")
+        elif path == "/readyz":
+            ok, results = HEALTH.ready()
+            body = "".join(f"{k} {'ok' if v else 'FAIL'}\n" for k, v in sorted(results.items())) or "ok\n"
+            self._send(200 if ok else 503, body.encode(), "text/plain")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server API
+        return
+
+
+def serve(port: int, host: str = "0.0.0.0", stage: str | None = None) -> ThreadingHTTPServer:  # noqa: S104
+    """Serve /metrics, /healthz and /readyz on ``host:port`` from a daemon thread."""
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    if stage:
+        import time
+
+        UP_SINCE.labels(stage).set(time.time() * 1000)
+    logger.info("metrics on http://%s:%s/metrics", host, server.server_address[1])
+    return server
