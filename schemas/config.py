@@ -21,7 +21,9 @@ class SerdeSettings(BaseSettings):
         description="MILLSTREAM_SCHEMA_REGISTRY_URL: Confluent-compatible Schema Registry; when set, "
         "values are written in Confluent wire format. Unset: Avro single-object encoding.",
     )
-    schema_registry_user: str | None = Field(None, description="MILLSTREAM_SCHEMA_REGISTRY_USER: basic-auth user.")
+    schema_registry_user: str | None = Field(
+        None, description="MILLSTREAM_SCHEMA_REGISTRY_USER: basic-auth user."
+    )
     schema_registry_password: SecretStr | None = Field(
         None, description="MILLSTREAM_SCHEMA_REGISTRY_PASSWORD: basic-auth password (secret)."
     )
@@ -36,13 +38,16 @@ class KafkaSettings(BaseSettings):
         "127.0.0.1:9092", description="MILLSTREAM_KAFKA_BOOTSTRAP: comma-separated host:port list."
     )
     kafka_security_protocol: str = Field(
-        "PLAINTEXT", description="MILLSTREAM_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+        "PLAINTEXT",
+        description="MILLSTREAM_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
     )
     kafka_sasl_mechanism: str = Field(
         "SCRAM-SHA-512", description="MILLSTREAM_KAFKA_SASL_MECHANISM: used with SASL_* protocols."
     )
     kafka_username: str | None = Field(None, description="MILLSTREAM_KAFKA_USERNAME: SASL user.")
-    kafka_password: SecretStr | None = Field(None, description="MILLSTREAM_KAFKA_PASSWORD: SASL password (secret).")
+    kafka_password: SecretStr | None = Field(
+        None, description="MILLSTREAM_KAFKA_PASSWORD: SASL password (secret)."
+    )
     kafka_session_timeout_ms: int = Field(
         6000,
         ge=1000,
@@ -77,10 +82,15 @@ class TopicSettings(BaseSettings):
 
     model_config = _MODEL
 
-    topic_readings: str = Field("millstream.readings.v1", description="MILLSTREAM_TOPIC_READINGS: gateway output.")
-    topic_windows: str = Field("millstream.windows.v1", description="MILLSTREAM_TOPIC_WINDOWS: window aggregates.")
+    topic_readings: str = Field(
+        "millstream.readings.v1", description="MILLSTREAM_TOPIC_READINGS: gateway output."
+    )
+    topic_windows: str = Field(
+        "millstream.windows.v1", description="MILLSTREAM_TOPIC_WINDOWS: window aggregates."
+    )
     topic_dead_letters: str = Field(
-        "millstream.dead-letters.v1", description="MILLSTREAM_TOPIC_DEAD_LETTERS: records no stage could process."
+        "millstream.dead-letters.v1",
+        description="MILLSTREAM_TOPIC_DEAD_LETTERS: records no stage could process.",
     )
     topic_late: str = Field(
         "millstream.late.v1", description="MILLSTREAM_TOPIC_LATE: readings later than the allowed lateness."

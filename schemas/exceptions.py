@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+# Stable reason codes of dead letters (bounded: they are Prometheus label values).
+DECODE_ERROR = "decode_error"
+UNKNOWN_SCHEMA = "unknown_schema"
+INVALID_RECORD = "invalid_record"
+TOO_LATE = "too_late"
+SINK_REJECTED = "sink_rejected"
+
 
 class MillstreamError(Exception):
     """Root of every error Millstream raises on purpose."""

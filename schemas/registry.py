@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
 from schemas.exceptions import SchemaError
 
@@ -64,9 +64,12 @@ def load_schema_file(path: Path) -> SchemaVersion:
         raw = json.loads(path.read_text(encoding="utf-8"))
         parsed = parse_schema(strip_logical_types(raw))
         canonical = to_parsing_canonical_form(parse_schema(raw))
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, SchemaParseException) as exc:
         msg = f"{path}: not a valid Avro schema: {exc}"
         raise SchemaError(msg) from exc
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        msg = f"{path}: a Millstream schema file must hold one Avro record"
+        raise SchemaError(msg)
     name = raw.get("name", "")
     if raw.get("namespace") and "." not in name:
         name = f"{raw['namespace']}.{name}"
@@ -77,7 +80,9 @@ def load_schema_file(path: Path) -> SchemaVersion:
         raw=raw,
         parsed=parsed,
         canonical=canonical,
-        fingerprint=int(fingerprint(canonical, "CRC-64-AVRO"), 16),
+        # fastavro returns the fingerprint's little-endian bytes as hex (Java's byte order), not the
+        # number: read them back as little-endian so ``fingerprint`` is the CRC-64-AVRO value itself.
+        fingerprint=int.from_bytes(bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")), "little"),
     )
 
 
@@ -86,9 +91,7 @@ class SchemaSet:
 
     def __init__(self, directory: Path = SCHEMA_DIR) -> None:
         self.directory = directory
-        self.versions: list[SchemaVersion] = [
-            load_schema_file(p) for p in sorted(directory.glob("*.avsc"))
-        ]
+        self.versions: list[SchemaVersion] = [load_schema_file(p) for p in sorted(directory.glob("*.avsc"))]
         if not self.versions:
             msg = f"no *.avsc schema files in {directory}"
             raise SchemaError(msg)

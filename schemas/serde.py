@@ -24,7 +24,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas.config import SerdeSettings
-from schemas.exceptions import ConfigError, DecodeError, EncodeError
+from schemas.exceptions import DECODE_ERROR, UNKNOWN_SCHEMA, ConfigError, DecodeError, EncodeError
 from schemas.registry import SchemaSet, SchemaVersion, default_schemas, strip_logical_types
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ class Decoded:
 class Serde:
     """Encode and decode Millstream records. One instance per process; thread-compatible."""
 
-    def __init__(
-        self, settings: SerdeSettings | None = None, schemas: SchemaSet | None = None
-    ) -> None:
+    def __init__(self, settings: SerdeSettings | None = None, schemas: SchemaSet | None = None) -> None:
         self.settings = settings or SerdeSettings()
         self.schemas = schemas or default_schemas()
         self._readers: dict[int, tuple[str, Any, Any]] = {}
@@ -94,37 +92,44 @@ class Serde:
     def decode(self, data: bytes | None) -> Decoded:
         """Decode bytes in either wire format. Raises :class:`DecodeError` with a stable code."""
         if not data:
-            raise DecodeError("decode_error", "empty message value")
+            raise DecodeError(DECODE_ERROR, "empty message value")
         if data[:2] == SINGLE_OBJECT_MAGIC:
             if len(data) < 10:
-                raise DecodeError("decode_error", "truncated single-object header")
+                raise DecodeError(DECODE_ERROR, "truncated single-object header")
             fp = int.from_bytes(data[2:10], "little")
             entry = self._readers.get(fp)
             if entry is None:
                 raise DecodeError(
-                    "unknown_schema",
+                    UNKNOWN_SCHEMA,
                     f"unknown writer schema fingerprint {fp:016x}: not one of the shipped schemas",
                 )
             body = 10
         elif data[0] == CONFLUENT_MAGIC:
             if len(data) < 5:
-                raise DecodeError("decode_error", "truncated Confluent wire-format header")
+                raise DecodeError(DECODE_ERROR, "truncated Confluent wire-format header")
             entry = self._registry_entry(int.from_bytes(data[1:5], "big"))
             body = 5
         else:
             raise DecodeError(
-                "decode_error",
+                DECODE_ERROR,
                 f"not Avro: first byte 0x{data[0]:02x} is neither single-object (C3 01) "
                 "nor Confluent (00) framing",
             )
         name, writer, reader = entry
+        buf = io.BytesIO(data[body:])
         try:
-            record = schemaless_reader(io.BytesIO(data[body:]), writer, reader)
+            record = schemaless_reader(buf, writer, reader)
         except Exception as exc:  # fastavro raises many types on corrupt bodies
             msg = f"corrupt Avro body for {name}: {type(exc).__name__}: {exc}"
-            raise DecodeError("decode_error", msg) from exc
+            raise DecodeError(DECODE_ERROR, msg) from exc
+        trailing = len(data) - body - buf.tell()
+        if trailing:
+            # The writer schema accounts for every byte of a well-formed body; leftovers mean the
+            # body is corrupt or was not written with the schema the header names.
+            msg = f"corrupt Avro body for {name}: {trailing} trailing bytes"
+            raise DecodeError(DECODE_ERROR, msg)
         if not isinstance(record, dict):
-            raise DecodeError("decode_error", f"{name} body did not decode to a record")
+            raise DecodeError(DECODE_ERROR, f"{name} body did not decode to a record")
         return Decoded(name, record)
 
     # ------------------------------------------------------------------ registry
@@ -149,7 +154,7 @@ class Serde:
             return entry
         if self._registry is None:
             raise DecodeError(
-                "unknown_schema",
+                UNKNOWN_SCHEMA,
                 f"Confluent-framed record (schema id {schema_id}) but no schema registry is "
                 "configured (MILLSTREAM_SCHEMA_REGISTRY_URL)",
             )
@@ -157,7 +162,7 @@ class Serde:
             schema = self._registry.get_schema(schema_id)
             raw = json.loads(schema.schema_str)
         except Exception as exc:
-            raise DecodeError("unknown_schema", f"schema id {schema_id}: {exc}") from exc
+            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id}: {exc}") from exc
         name = raw.get("name", "")
         if raw.get("namespace") and "." not in name:
             name = f"{raw['namespace']}.{name}"
@@ -179,7 +184,9 @@ def _registry_client(settings: SerdeSettings) -> Any:
         raise ConfigError(msg) from exc
     conf: dict[str, Any] = {"url": settings.schema_registry_url}
     if settings.schema_registry_user:
-        password = settings.schema_registry_password.get_secret_value() if settings.schema_registry_password else ""
+        password = (
+            settings.schema_registry_password.get_secret_value() if settings.schema_registry_password else ""
+        )
         conf["basic.auth.user.info"] = f"{settings.schema_registry_user}:{password}"
     return SchemaRegistryClient(conf)
 
@@ -189,5 +196,10 @@ def explode_scan(record: Record) -> list[Record]:
     values = record.get("values")
     if values is None:
         return [record]
-    base = {k: record[k] for k in ("plant", "line", "machine_id", "event_time", "gateway_id", "seq", "lot_id")}
-    return [{**base, "sensor": v["sensor"], "unit": v["unit"], "value": v["value"], "quality": v["quality"]} for v in values]
+    base = {
+        k: record[k] for k in ("plant", "line", "machine_id", "event_time", "gateway_id", "seq", "lot_id")
+    }
+    return [
+        {**base, "sensor": v["sensor"], "unit": v["unit"], "value": v["value"], "quality": v["quality"]}
+        for v in values
+    ]
