@@ -1,0 +1,38 @@
+"""Settings of the streaming SPC operator. Env vars ``MILLSTREAM_SPC_*``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.spc.monitor import MonitorConfig
+
+
+class SpcSettings(BaseSettings):
+    """Default chart of every (machine, sensor) monitor."""
+
+    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SPC_", frozen=True, extra="ignore")
+
+    chart: str = Field("imr", description="MILLSTREAM_SPC_CHART: imr, xbar-r, xbar-s, ewma or cusum.")
+    rules: str = Field("we", description="MILLSTREAM_SPC_RULES: we (Western Electric), nelson or none.")
+    phase1_count: int = Field(
+        25, ge=0, description="MILLSTREAM_SPC_PHASE1_COUNT: samples per key that form the phase I baseline."
+    )
+    subgroup_size: int | None = Field(
+        None,
+        ge=1,
+        description="MILLSTREAM_SPC_SUBGROUP_SIZE: group raw readings into subgroups of this size.",
+    )
+    target: float | None = Field(
+        None, description="MILLSTREAM_SPC_TARGET: known process mean (skips estimation)."
+    )
+    sigma: float | None = Field(None, gt=0, description="MILLSTREAM_SPC_SIGMA: known process sigma.")
+    lam: float = Field(0.2, gt=0, le=1, description="MILLSTREAM_SPC_LAM: EWMA weight lambda.")
+    width: float = Field(3.0, gt=0, description="MILLSTREAM_SPC_WIDTH: EWMA limit width L.")
+    k: float = Field(0.5, ge=0, description="MILLSTREAM_SPC_K: CUSUM reference value (sigma units).")
+    h: float = Field(5.0, gt=0, description="MILLSTREAM_SPC_H: CUSUM decision interval (sigma units).")
+    lsl: float | None = Field(None, description="MILLSTREAM_SPC_LSL: lower specification limit (capability).")
+    usl: float | None = Field(None, description="MILLSTREAM_SPC_USL: upper specification limit (capability).")
+
+    def monitor_config(self) -> MonitorConfig:
+        return MonitorConfig(**self.model_dump())

@@ -1,0 +1,142 @@
+"""Charts with memory: EWMA with exact time-varying limits, and the tabular (two-sided) CUSUM.
+
+Both chart the sample values (individuals or subgroup means) with standard error σ/√nᵢ. In phase I
+the in-control mean μ0 is the size-weighted baseline mean (or ``target``) and σ is MR̄/d2(2) for
+individuals or the average Rᵢ/d2(nᵢ) for subgroups (or ``sigma``), as qcc does.
+
+EWMA (Montgomery ch. 9.2): zᵢ = λxᵢ + (1 − λ)zᵢ₋₁, z₀ = μ0. Its exact variance follows the recursion
+vᵢ = (1 − λ)²vᵢ₋₁ + λ²σ²/nᵢ (v₀ = 0), which for a fixed n is σ²/n · λ/(2 − λ) · (1 − (1 − λ)²ⁱ);
+limits are μ0 ± L√vᵢ.
+
+CUSUM (Montgomery ch. 9.1): with standardised values yᵢ = (xᵢ − μ0)/(σ/√nᵢ),
+C⁺ᵢ = max(0, C⁺ᵢ₋₁ + yᵢ − k) and C⁻ᵢ = max(0, C⁻ᵢ₋₁ − yᵢ − k), both starting at 0 and not reset
+after a signal. Reported in data units (× σ/√nᵢ), i.e. Montgomery's tabular CUSUM with K = kσ and
+H = hσ: ``upper`` = C⁺, ``lower`` = −C⁻, limits ±H around 0; a signal when C⁺ or C⁻ exceeds H.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+from streams.spc.charts import Chart, Point, Subgroup, need_baseline
+from streams.spc.constants import d2
+
+_LIMIT = ("LIMIT",)
+_NONE: tuple[str, ...] = ()
+
+
+def estimate_mean_sigma(chart: Chart, baseline: Sequence[Subgroup]) -> tuple[float, float]:
+    """(μ0, σ of one observation) from the baseline, or from the configured standards."""
+    cfg = chart.config
+    if cfg.target is not None:
+        center = cfg.target
+    else:
+        need_baseline(chart.kind, "samples", len(baseline), 1)
+        center = math.fsum(s.n * s.mean for s in baseline) / sum(s.n for s in baseline)
+    if cfg.sigma is not None:
+        return center, cfg.sigma
+    if all(s.n == 1 for s in baseline):
+        need_baseline(chart.kind, "values", len(baseline), 2)
+        mr_bar = math.fsum(abs(b.mean - a.mean) for a, b in pairwise(baseline)) / (len(baseline) - 1)
+        return center, mr_bar / d2(2)
+    groups = [s for s in baseline if s.n >= 2]
+    need_baseline(chart.kind, "subgroups of 2+ values", len(groups), 1)
+    return center, math.fsum(s.range / d2(s.n) for s in groups) / len(groups)
+
+
+class EwmaChart(Chart):
+    """Exponentially weighted moving average chart; signals LIMIT."""
+
+    kind = "ewma"
+    primary = "ewma"
+    uses_rules = False
+
+    def _estimate(self, baseline: Sequence[Subgroup]) -> dict[str, float]:
+        center, sigma = estimate_mean_sigma(self, baseline)
+        return {"center": center, "sigma": sigma}
+
+    def _reset_stream(self) -> None:
+        self._z: float | None = None  # None: start at the center
+        self._v = 0.0
+
+    def _stream_state(self) -> list[Any]:
+        return [self._z, self._v]
+
+    def _load_stream_state(self, state: list[Any]) -> None:
+        if state:
+            self._z = None if state[0] is None else float(state[0])
+            self._v = float(state[1])
+
+    def control_limits(self, n: float = 1) -> tuple[float, float | None, float | None]:
+        assert self.limits is not None
+        return (self.limits["center"], *self.steady_limits(n))
+
+    def steady_limits(self, n: float = 1) -> tuple[float, float]:
+        """Asymptotic (i → ∞) limits for samples of n."""
+        assert self.limits is not None
+        lam, width = self.config.lam, self.config.width
+        half = width * self.limits["sigma"] / math.sqrt(n) * math.sqrt(lam / (2.0 - lam))
+        return self.limits["center"] - half, self.limits["center"] + half
+
+    def _judge(self, sample: Subgroup, index: int) -> Point:
+        assert self.limits is not None
+        center, sigma = self.limits["center"], self.limits["sigma"]
+        lam = self.config.lam
+        x = sample.mean
+        prev = center if self._z is None else self._z
+        z = self._z = lam * x + (1.0 - lam) * prev
+        v = self._v = (1.0 - lam) ** 2 * self._v + lam * lam * sigma * sigma / sample.n
+        se = math.sqrt(v)
+        half = self.config.width * se
+        lcl, ucl = center - half, center + half
+        beyond = z > ucl or z < lcl
+        return Point(index, z, center, lcl, ucl, se, _LIMIT if beyond else _NONE, None, {"observation": x})
+
+    def within_sigma(self) -> float | None:
+        return None if self.limits is None else self.limits["sigma"]
+
+
+class CusumChart(Chart):
+    """Tabular CUSUM for the mean, upper and lower sums; signals LIMIT."""
+
+    kind = "cusum"
+    primary = "cusum"
+    uses_rules = False
+
+    def _estimate(self, baseline: Sequence[Subgroup]) -> dict[str, float]:
+        center, sigma = estimate_mean_sigma(self, baseline)
+        return {"center": center, "sigma": sigma}
+
+    def _reset_stream(self) -> None:
+        self._up = 0.0  # C⁺ in standard errors
+        self._down = 0.0  # C⁻ in standard errors
+
+    def _stream_state(self) -> list[Any]:
+        return [self._up, self._down]
+
+    def _load_stream_state(self, state: list[Any]) -> None:
+        if state:
+            self._up, self._down = float(state[0]), float(state[1])
+
+    def _judge(self, sample: Subgroup, index: int) -> Point:
+        assert self.limits is not None
+        k, h = self.config.k, self.config.h
+        se = self.limits["sigma"] / math.sqrt(sample.n)
+        x = sample.mean
+        y = (x - self.limits["center"]) / se if se > 0.0 else 0.0
+        up = self._up = max(0.0, self._up + y - k)
+        down = self._down = max(0.0, self._down - y - k)
+        beyond = up > h or down > h
+        extra = {"upper": up * se, "lower": -down * se}
+        return Point(index, x, 0.0, -h * se, h * se, se, _LIMIT if beyond else _NONE, None, extra)
+
+    def control_limits(self, n: float = 1) -> tuple[float, float | None, float | None]:
+        assert self.limits is not None
+        half = self.config.h * self.limits["sigma"] / math.sqrt(n)
+        return 0.0, -half, half
+
+    def within_sigma(self) -> float | None:
+        return None if self.limits is None else self.limits["sigma"]
