@@ -22,10 +22,13 @@ RECORDS_IN = Counter("millstream_records_in", "Records a stage consumed.", ["sta
 RECORDS_OUT = Counter("millstream_records_out", "Records a stage produced or wrote.", ["stage"])
 DECODE_ERRORS = Counter("millstream_decode_errors", "Values a stage could not decode.", ["stage"])
 DEAD_LETTERS = Counter(
-    "millstream_dead_letters", "Records sent to the dead-letter or late topic, by reason code.", ["stage", "reason"]
+    "millstream_dead_letters",
+    "Records sent to the dead-letter or late topic, by reason code.",
+    ["stage", "reason"],
 )
 CONSUMER_LAG = Gauge(
-    "millstream_consumer_lag_records", "High watermark minus position, per input partition.",
+    "millstream_consumer_lag_records",
+    "High watermark minus position, per input partition.",
     ["stage", "topic", "partition"],
 )
 END_TO_END_LATENCY = Histogram(

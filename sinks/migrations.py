@@ -1,0 +1,178 @@
+"""Versioned ClickHouse DDL, applied in order and recorded in ``schema_migrations``.
+
+Migrations are the files ``infra/clickhouse/migrations/NNNN_name.sql`` (shipped as package data).
+A file holds one or more statements, each ending with ``;`` at the end of a line; ``--`` lines are
+comments. Tables are unqualified: they land in the configured database.
+
+ClickHouse DDL is not transactional, so every statement must be idempotent on its own
+(``CREATE TABLE IF NOT EXISTS``, ``ADD COLUMN IF NOT EXISTS`` ...): a migration interrupted half way
+is simply applied again. A migration is recorded only after all its statements succeeded.
+Applied files must not change; a changed checksum is reported by :func:`status` and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sinks.exceptions import SinkError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "schema_migrations"
+_FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+_CREATE_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}
+(
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY version
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+    checksum: str  # sha256 of the file text
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """A migration and its state in the database: applied, pending or changed (applied, file edited)."""
+
+    version: int
+    name: str
+    state: str
+    applied_at_ms: int | None = None
+
+
+def default_directory() -> Path:
+    """``infra/clickhouse/migrations`` inside the installed (or checked-out) package tree."""
+    return Path(str(resources.files("infra"))) / "clickhouse" / "migrations"
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements of a migration file: ``--`` comment lines dropped, split at a ``;`` ending a line."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        stripped = line.rstrip()
+        if stripped.endswith(";"):
+            current.append(stripped[:-1])
+            statement = "\n".join(current).strip()
+            if statement:
+                statements.append(statement)
+            current = []
+        else:
+            current.append(line)
+    rest = "\n".join(current).strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """Every migration in ``directory``, ordered by version."""
+    directory = directory or default_directory()
+    if not directory.is_dir():
+        msg = f"migrations folder {directory} not found"
+        raise SinkError(msg)
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        m = _FILE_RE.match(path.name)
+        if not m:
+            msg = f"migration file {path.name} is not named NNNN_lower_snake_name.sql"
+            raise SinkError(msg)
+        version = int(m["version"])
+        if version in found:
+            msg = f"two migrations with version {version}: {found[version].name} and {m['name']}"
+            raise SinkError(msg)
+        text = path.read_text(encoding="utf-8")
+        statements = tuple(split_statements(text))
+        if not statements:
+            msg = f"migration {path.name} has no statements"
+            raise SinkError(msg)
+        checksum = hashlib.sha256(text.encode()).hexdigest()
+        found[version] = Migration(version, m["name"], statements, checksum)
+    return [found[v] for v in sorted(found)]
+
+
+def _applied(client: Client) -> dict[int, tuple[str, str, int]]:
+    client.command(_CREATE_TABLE)
+    # MIGRATIONS_TABLE is a constant of this module, not input.
+    result = client.query(
+        f"SELECT version, name, checksum, toUnixTimestamp64Milli(applied_at) FROM {MIGRATIONS_TABLE} FINAL"  # noqa: S608
+    )
+    return {int(v): (str(n), str(c), int(t)) for v, n, c, t in result.result_rows}
+
+
+def status(client: Client, directory: Path | None = None) -> list[MigrationStatus]:
+    """State of every known migration (and of recorded ones whose file is gone: state 'missing')."""
+    migrations = load_migrations(directory)
+    applied = _applied(client)
+    out: list[MigrationStatus] = []
+    for mig in migrations:
+        rec = applied.get(mig.version)
+        if rec is None:
+            out.append(MigrationStatus(mig.version, mig.name, "pending"))
+        else:
+            state = "applied" if rec[1] == mig.checksum else "changed"
+            out.append(MigrationStatus(mig.version, mig.name, state, rec[2]))
+    known = {m.version for m in migrations}
+    for version, rec in sorted(applied.items()):
+        if version not in known:
+            out.append(MigrationStatus(version, rec[0], "missing", rec[2]))
+    return sorted(out, key=lambda s: s.version)
+
+
+def migrate(client: Client, directory: Path | None = None) -> list[Migration]:
+    """Apply pending migrations in version order; returns those applied now (empty = up to date)."""
+    migrations = load_migrations(directory)
+    try:
+        applied = _applied(client)
+    except Exception as exc:
+        msg = f"cannot read {MIGRATIONS_TABLE}: {exc}"
+        raise SinkError(msg) from exc
+    done: list[Migration] = []
+    for mig in migrations:
+        rec = applied.get(mig.version)
+        if rec is not None:
+            if rec[1] != mig.checksum:
+                logger.warning(
+                    "migration %04d_%s was edited after it was applied; edits are not re-applied, "
+                    "add a new migration instead",
+                    mig.version,
+                    mig.name,
+                )
+            continue
+        for i, statement in enumerate(mig.statements, 1):
+            try:
+                client.command(statement)
+            except Exception as exc:
+                msg = f"migration {mig.version:04d}_{mig.name} statement {i} failed: {exc}"
+                raise SinkError(msg) from exc
+        row: list[Any] = [mig.version, mig.name, mig.checksum, int(time.time() * 1000)]
+        client.insert(MIGRATIONS_TABLE, [row], column_names=["version", "name", "checksum", "applied_at"])
+        logger.info("applied migration %04d_%s", mig.version, mig.name)
+        done.append(mig)
+    return done

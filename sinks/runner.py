@@ -1,0 +1,295 @@
+"""The Kafka → ClickHouse consumer loop.
+
+Reads the windows and dead-letters topics with a consumer group (auto-commit off), decodes each
+value with :class:`~schemas.serde.Serde` and hands rows to the :class:`~sinks.writer.BatchWriter`.
+When the batch is due it is written, and only then are its offsets committed: a crash between
+write and commit replays the batch, and the idempotent writer turns at-least-once into effectively
+once. Values that cannot be decoded, or carry a schema that does not belong in the sink, are stored
+in ``dead_letters`` (stage ``sink``) with the reason; nothing is dropped.
+
+Stops on :meth:`SinkRunner.stop` (the CLI calls it on SIGTERM/SIGINT) or after ``exit_when_idle``
+seconds without records; either way the pending batch is flushed and committed before the consumer
+closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
+from schemas.exceptions import DecodeError
+from sinks.config import ClickHouseSettings, SinkSettings
+from sinks.exceptions import SinkError
+from sinks.metrics import CONSUMER_LAG, DEAD_LETTERS, DECODE_ERRORS, RECORDS_IN, add_readiness_check
+from sinks.sink_metrics import SINK_COMMITS
+from sinks.tables import DEAD_LETTERS as DEAD_LETTERS_TABLE
+from sinks.tables import WINDOW_AGGREGATES, Source, TableSpec
+from sinks.writer import STAGE, BatchWriter, FlushResult
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+    from confluent_kafka import Consumer, Message, TopicPartition
+
+logger = logging.getLogger(__name__)
+
+# Which table a decoded record goes to, by schema full name.
+ROUTES: dict[str, TableSpec] = {
+    "millstream.WindowAggregate": WINDOW_AGGREGATES,
+    "millstream.DeadLetter": DEAD_LETTERS_TABLE,
+}
+
+
+@dataclass
+class RunStats:
+    """What one run did (returned by :meth:`SinkRunner.run`)."""
+
+    consumed: int = 0
+    written: int = 0
+    dead_letters: int = 0
+    flushes: int = 0
+    commits: int = 0
+
+
+class SinkRunner:
+    """Consume → decode → batch → write → commit."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        clickhouse: ClickHouseSettings | None = None,
+        sink: SinkSettings | None = None,
+        kafka: KafkaSettings | None = None,
+        topics: TopicSettings | None = None,
+        serde_settings: SerdeSettings | None = None,
+        exit_when_idle: float | None = None,
+        after_write: Callable[[FlushResult], None] | None = None,
+    ) -> None:
+        from schemas.serde import Serde
+
+        self.client = client
+        self.clickhouse = clickhouse or ClickHouseSettings()
+        self.sink = sink or SinkSettings()
+        self.kafka = kafka or KafkaSettings()
+        self.topics = topics or TopicSettings()
+        self.serde = Serde(serde_settings)
+        self.exit_when_idle = exit_when_idle
+        self.after_write = after_write  # runs after a batch is written, before its offsets are committed
+        self.writer = BatchWriter(client, self.clickhouse)
+        self.stats = RunStats()
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+        self._last_activity = time.monotonic()
+        self._assigned = False
+        self._failed = False
+        self._next_lag = 0.0
+        self._expected = {
+            self.topics.topic_windows: "millstream.WindowAggregate",
+            self.topics.topic_dead_letters: "millstream.DeadLetter",
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask the loop to finish: flush, commit, close. Safe from a signal handler or another thread."""
+        self._stop.set()
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group has assigned partitions to this member."""
+        return self._assigned
+
+    def subscriptions(self) -> list[str]:
+        return list(self._expected)
+
+    def consumer_config(self) -> dict[str, Any]:
+        return {
+            **self.kafka.librdkafka(),
+            "group.id": self.sink.group_id,
+            "client.id": "millstream-sink",
+            "enable.auto.commit": False,
+            "auto.offset.reset": self.sink.auto_offset_reset,
+            "session.timeout.ms": self.kafka.kafka_session_timeout_ms,
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": self.sink.fetch_wait_max_ms,
+        }
+
+    def run(self) -> RunStats:
+        """Run until stopped or idle. Raises SinkError when a batch cannot be written."""
+        from confluent_kafka import Consumer, KafkaException
+
+        add_readiness_check("clickhouse", self._clickhouse_ready)
+        try:
+            consumer = Consumer(self.consumer_config())
+        except KafkaException as exc:
+            msg = f"cannot create the Kafka consumer: {exc}"
+            raise SinkError(msg) from exc
+        self._consumer = consumer
+        consumer.subscribe(
+            self.subscriptions(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        logger.info("sink consuming %s as group %s", self.subscriptions(), self.sink.group_id)
+        self._last_activity = time.monotonic()
+        clean = False
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(self.sink.max_poll_records, self.sink.poll_timeout_ms / 1000)
+                if messages:
+                    self._handle(messages)
+                if self.writer.due():
+                    self._flush_and_commit()
+                self._update_lag()
+                if self._idle():
+                    logger.info("no records for %.1fs; stopping", self.exit_when_idle)
+                    break
+            self._flush_and_commit()
+            clean = True
+        finally:
+            if not clean:
+                # Leave the batch unwritten and uncommitted: the next run replays it.
+                self._failed = True
+                logger.error("sink stopping on an error; pending offsets are not committed")
+            try:
+                consumer.close()
+            finally:
+                self._consumer = None
+        return self.stats
+
+    def _idle(self) -> bool:
+        """No records for ``exit_when_idle`` seconds since the last record or assignment.
+
+        Before the first assignment the wait is longer: a restarted member may have to wait for the
+        previous (crashed) member's session to expire before the group hands out partitions.
+        """
+        if self.exit_when_idle is None or self.writer.pending:
+            return False
+        limit = self.exit_when_idle
+        if not self._assigned:
+            limit += 3 * self.kafka.kafka_session_timeout_ms / 1000
+        return time.monotonic() - self._last_activity >= limit
+
+    # ------------------------------------------------------------------ records
+    def _handle(self, messages: Sequence[Message]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    text = f"Kafka consumer failed: {err}"
+                    raise SinkError(text) from KafkaException(err)
+                if err.code() != KafkaError._PARTITION_EOF:
+                    logger.warning("consumer error: %s", err)
+                continue
+            self._last_activity = time.monotonic()
+            self.stats.consumed += 1
+            RECORDS_IN.labels(STAGE).inc()
+            self._route(msg)
+
+    def _route(self, msg: Message) -> None:
+        topic, value = msg.topic() or "", msg.value()
+        source = Source(topic, msg.partition() or 0, msg.offset() or 0, msg.key(), value or b"")
+        try:
+            decoded = self.serde.decode(value)
+        except DecodeError as exc:
+            DECODE_ERRORS.labels(STAGE).inc()
+            self._dead_letter(exc.code, exc.reason, source)
+            return
+        expected = self._expected.get(topic)
+        table = ROUTES.get(decoded.name)
+        if table is None or (expected is not None and decoded.name != expected):
+            reason = f"{decoded.name} records do not belong on topic {topic} (expected {expected})"
+            self._dead_letter("invalid_record", reason, source)
+            return
+        if not self.writer.add(table, decoded.record, source):
+            self.stats.dead_letters += 1
+            DEAD_LETTERS.labels(STAGE, "invalid_record").inc()
+
+    def _dead_letter(self, code: str, reason: str, source: Source) -> None:
+        self.writer.add_dead_letter(code, reason, source)
+        self.stats.dead_letters += 1
+        DEAD_LETTERS.labels(STAGE, code).inc()
+
+    # ------------------------------------------------------------------ write + commit
+    def _flush_and_commit(self) -> None:
+        if not self.writer.pending:
+            return
+        result = self.writer.flush()
+        self.stats.flushes += 1
+        self.stats.written += result.written
+        if result.rejected:
+            self.stats.dead_letters += result.rejected
+            DEAD_LETTERS.labels(STAGE, "sink_rejected").inc(result.rejected)
+        if self.after_write is not None:
+            self.after_write(result)
+        self._commit(result.offsets)
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer
+        if consumer is None or not offsets:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+        try:
+            consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            # The rows are written; a failed commit only means a replay, which the tables absorb.
+            logger.warning("offset commit failed (%s); the batch will be replayed and deduplicated", exc)
+            return
+        self.stats.commits += 1
+        SINK_COMMITS.inc()
+        logger.debug("committed %s", tps)
+
+    # ------------------------------------------------------------------ rebalance
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("assigned %s", [(p.topic, p.partition) for p in partitions])
+        self._assigned = True
+        self._last_activity = time.monotonic()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Write and commit what we hold before another member takes these partitions over.
+        if not self._failed:
+            self._flush_and_commit()
+        for p in partitions:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(STAGE, p.topic, str(p.partition))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Offsets can no longer be committed; writing is still safe (idempotent), a replay follows.
+        logger.warning("partitions lost: %s", [(p.topic, p.partition) for p in partitions])
+        if self.writer.pending and not self._failed:
+            self.writer.flush()
+
+    # ------------------------------------------------------------------ observability
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        now = time.monotonic()
+        if consumer is None or now < self._next_lag:
+            return
+        self._next_lag = now + self.sink.lag_interval_s
+        try:
+            assignment = consumer.assignment()
+            positions = consumer.position(assignment) if assignment else []
+        except Exception as exc:  # lag is best effort
+            logger.debug("lag update failed: %s", exc)
+            return
+        for tp in positions:
+            try:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except Exception:  # noqa: S112 - unknown yet; next round
+                continue
+            if high is None or high < 0:
+                continue
+            if tp.offset < 0 and high > 0:
+                continue  # no position yet (nothing fetched); next round
+            position = max(tp.offset, 0)
+            CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(max(0, high - position))
+
+    def _clickhouse_ready(self) -> bool:
+        return bool(self.client.ping())

@@ -1,0 +1,278 @@
+"""Batching, idempotent ClickHouse writer.
+
+Rows are buffered per table together with the Kafka position they came from. :meth:`BatchWriter.flush`
+inserts each table's rows with clickhouse-connect ``insert()`` (values travel as typed columns in
+Native format; no SQL is ever built from data) and returns the offsets the batch covers. The caller
+commits those offsets only after ``flush`` returned, so a crash in between replays the batch.
+Replays and retries are harmless:
+
+* every insert carries an ``insert_deduplication_token`` derived from the table and the
+  topic/partition/offset ranges of its rows; ClickHouse drops a block whose token it has seen (tables
+  set ``non_replicated_deduplication_window``; Replicated* engines keep such a window by default).
+  That covers a retry of the same batch after a lost response;
+* a replay after a crash may cut batches differently, so tokens differ; the tables'
+  ReplacingMergeTree sorting keys then collapse the duplicates (read with FINAL).
+
+Errors: transient ones (network, timeouts, too many parts, memory) are retried with exponential
+backoff and jitter, then :class:`SinkError`. Rows ClickHouse rejects (type or range errors) are
+isolated by bisecting the batch and go to ``dead_letters`` with reason ``sink_rejected``. Anything
+else (missing table, permissions) stops the sink without committing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sinks.clickhouse import backoff_seconds, classify_error
+from sinks.exceptions import SinkError
+from sinks.metrics import END_TO_END_LATENCY, RECORDS_OUT
+from sinks.sink_metrics import (
+    SINK_BATCH_ROWS,
+    SINK_INSERT_SECONDS,
+    SINK_PENDING_ROWS,
+    SINK_REJECTED,
+    SINK_RETRIES,
+)
+from sinks.tables import DEAD_LETTERS, Source, TableSpec, dead_letter_record
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from sinks.config import ClickHouseSettings
+
+logger = logging.getLogger(__name__)
+
+STAGE = "sink"
+
+
+@dataclass
+class FlushResult:
+    """What one flush wrote: rows per table and the offsets to commit (next offset to read)."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    rejected: int = 0
+
+    @property
+    def written(self) -> int:
+        return sum(self.rows.values())
+
+
+class _Rejected(Exception):
+    """ClickHouse or the client refused the values of a block."""
+
+
+@dataclass
+class _Buffer:
+    table: TableSpec
+    rows: list[list[Any]] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+
+
+class BatchWriter:
+    """Buffers rows per table; flushes by row count and age; idempotent, retried inserts."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: ClickHouseSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self._sleep = sleep
+        self._clock_ms = clock_ms
+        self._buffers: dict[str, _Buffer] = {}
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._first_at: float | None = None
+        self._rng = random.Random()  # jitter only; not security relevant
+
+    # ------------------------------------------------------------------ buffering
+    @property
+    def pending_rows(self) -> int:
+        return sum(len(b.rows) for b in self._buffers.values())
+
+    @property
+    def pending(self) -> bool:
+        """True when rows or offsets wait for a flush."""
+        return bool(self._offsets) or self.pending_rows > 0
+
+    def add(self, table: TableSpec, record: dict[str, Any], source: Source) -> bool:
+        """Buffer one record for ``table``. An invalid record becomes a dead letter; returns False then."""
+        try:
+            row = table.to_row(record)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.add_dead_letter("invalid_record", f"not a valid {table.name} row: {exc}", source)
+            return False
+        self._append(table, row, source)
+        return True
+
+    def add_dead_letter(self, reason_code: str, reason: str, source: Source) -> None:
+        """Buffer a dead letter for a record this sink could not handle (stage ``sink``)."""
+        record = dead_letter_record(STAGE, reason_code, reason, source, self._clock_ms())
+        self._append(DEAD_LETTERS, DEAD_LETTERS.to_row(record), source)
+
+    def track(self, source: Source) -> None:
+        """Count a record that produced no row as covered by the next flush (its offset is committed)."""
+        self._touch(source)
+
+    def due(self) -> bool:
+        """True when the batch is full or its oldest entry is older than ``batch_age_ms``."""
+        if self.pending_rows >= self.settings.batch_rows:
+            return True
+        if self._first_at is None:
+            return False
+        return (time.monotonic() - self._first_at) * 1000 >= self.settings.batch_age_ms
+
+    def _append(self, table: TableSpec, row: list[Any], source: Source) -> None:
+        buf = self._buffers.get(table.name)
+        if buf is None:
+            buf = self._buffers[table.name] = _Buffer(table)
+        buf.rows.append(row)
+        buf.sources.append(source)
+        self._touch(source)
+        SINK_PENDING_ROWS.inc()
+
+    def _touch(self, source: Source) -> None:
+        tp = (source.topic, source.partition)
+        if source.offset > self._offsets.get(tp, -1):
+            self._offsets[tp] = source.offset
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+
+    # ------------------------------------------------------------------ flushing
+    def flush(self) -> FlushResult:
+        """Write every buffered row; return what was written and the offsets now safe to commit.
+
+        Raises :class:`SinkError` when a batch cannot be written; the buffer is then kept as is
+        and nothing may be committed.
+        """
+        result = FlushResult()
+        # Dead letters last: rows rejected from the other tables join them.
+        order = sorted(self._buffers.values(), key=lambda b: b.table.name == DEAD_LETTERS.name)
+        for buf in order:
+            if buf.table.name == DEAD_LETTERS.name:
+                continue
+            written, rejected = self._write_table(buf)
+            result.rows[buf.table.name] = written
+            for index, reason in rejected:
+                self.add_dead_letter("sink_rejected", f"{buf.table.name}: {reason}", buf.sources[index])
+            result.rejected += len(rejected)
+        dead = self._buffers.get(DEAD_LETTERS.name)
+        if dead is not None and dead.rows:
+            written, rejected = self._write_table(dead)
+            if rejected:
+                msg = f"ClickHouse rejected {len(rejected)} dead letter(s): {rejected[0][1]}"
+                raise SinkError(msg)
+            result.rows[DEAD_LETTERS.name] = written
+        result.offsets = {tp: offset + 1 for tp, offset in self._offsets.items()}
+        self._buffers.clear()
+        self._offsets.clear()
+        self._first_at = None
+        SINK_PENDING_ROWS.set(0)
+        return result
+
+    def _write_table(self, buf: _Buffer) -> tuple[int, list[tuple[int, str]]]:
+        if not buf.rows:
+            return 0, []
+        token = dedup_token(buf.table.name, buf.sources)
+        rejected = self._write_block(buf.table, buf.rows, 0, token)
+        written = len(buf.rows) - len(rejected)
+        if rejected:
+            SINK_REJECTED.labels(buf.table.name).inc(len(rejected))
+            logger.warning("%s: %d row(s) rejected, sent to dead letters", buf.table.name, len(rejected))
+        if written:
+            RECORDS_OUT.labels(STAGE).inc(written)
+            self._observe_latency(buf, {i for i, _ in rejected})
+        return written, rejected
+
+    def _write_block(
+        self, table: TableSpec, rows: Sequence[list[Any]], start: int, token: str
+    ) -> list[tuple[int, str]]:
+        """Insert ``rows``; returns the (index, reason) of rows that were rejected (bisection)."""
+        try:
+            self._insert(table, rows, token)
+            return []
+        except _Rejected as exc:
+            if len(rows) == 1:
+                return [(start, str(exc.__cause__ or exc))]
+        mid = len(rows) // 2
+        return self._write_block(table, rows[:mid], start, f"{token}/a") + self._write_block(
+            table, rows[mid:], start + mid, f"{token}/b"
+        )
+
+    def _insert(self, table: TableSpec, rows: Sequence[list[Any]], token: str) -> None:
+        settings: dict[str, Any] = {
+            "insert_deduplicate": 1,
+            "insert_deduplication_token": token,
+            "max_partitions_per_insert_block": self.settings.max_partitions_per_insert,
+        }
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                self.client.insert(
+                    table.name, list(rows), column_names=list(table.columns), settings=settings
+                )
+            except Exception as exc:
+                kind = classify_error(exc)
+                if kind == "row":
+                    raise _Rejected(str(exc)) from exc
+                if kind == "fatal":
+                    msg = f"insert into {table.name} failed: {type(exc).__name__}: {exc}"
+                    raise SinkError(msg) from exc
+                if attempt >= self.settings.max_retries:
+                    msg = (
+                        f"insert into {table.name} failed after {attempt + 1} attempt(s); last error: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    raise SinkError(msg) from exc
+                delay = backoff_seconds(attempt, self.settings, self._rng)
+                logger.warning(
+                    "insert into %s failed (%s: %s); retry %d/%d in %.2fs",
+                    table.name,
+                    type(exc).__name__,
+                    exc,
+                    attempt + 1,
+                    self.settings.max_retries,
+                    delay,
+                )
+                SINK_RETRIES.labels(table.name).inc()
+                self._sleep(delay)
+                attempt += 1
+                continue
+            SINK_BATCH_ROWS.labels(table.name).observe(len(rows))
+            SINK_INSERT_SECONDS.labels(table.name).observe(time.monotonic() - started)
+            return
+
+    def _observe_latency(self, buf: _Buffer, rejected: set[int]) -> None:
+        index = buf.table.latency_column_index
+        if index is None:
+            return
+        now = self._clock_ms()
+        hist = END_TO_END_LATENCY.labels(STAGE)
+        for i, row in enumerate(buf.rows):
+            if i not in rejected:
+                hist.observe(max(0, now - int(row[index])))
+
+
+def dedup_token(table: str, sources: Sequence[Source]) -> str:
+    """A token naming a block by its table and the Kafka records its rows came from.
+
+    The same records always give the same token, so ClickHouse drops a retried insert. The record
+    bytes are part of it, not just the offsets: a topic deleted and re-created (the local in-memory
+    broker restarts empty) reuses offsets for other data, which must not be mistaken for a retry.
+    """
+    h = hashlib.sha256(f"{table}|{len(sources)}".encode())
+    for s in sources:
+        h.update(f"|{s.topic}/{s.partition}/{s.offset}/{len(s.payload)}|".encode())
+        h.update(s.payload)
+    return f"millstream:{table}:{h.hexdigest()[:40]}"

@@ -1,0 +1,348 @@
+"""The Kafka → ClickHouse runner with the real broker and the real embedded ClickHouse.
+
+Includes the crash test: a sink process is killed (SIGKILL) after it wrote a batch and before it
+committed the offsets; the rerun replays the batch and the table still holds each window once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.procs import ManagedProcess, free_port, wait_until
+from schemas.config import KafkaSettings, TopicSettings
+from schemas.serde import Serde
+from sinks.clickhouse import connect
+from sinks.config import ClickHouseSettings, SinkSettings
+from sinks.migrations import migrate
+from sinks.runner import SinkRunner
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+pytestmark = pytest.mark.integration
+
+KEY = "machine_id, sensor, window_kind, window_start, window_end"
+
+
+def encode_windows(records: list[dict[str, Any]], topic: str) -> list[tuple[bytes, bytes]]:
+    enc = Serde().encoder("millstream.WindowAggregate", topic)
+    return [(r["machine_id"].encode(), enc(r)) for r in records]
+
+
+def latest_per_window(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """What the table must hold: per window key, the record with the highest version."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        k = (r["machine_id"], r["sensor"], r["window_kind"], r["window_start"], r["window_end"])
+        if k not in out or r["version"] >= out[k]["version"]:
+            out[k] = r
+    return out
+
+
+def table_rows(client: Any) -> dict[tuple[Any, ...], tuple[int, float]]:
+    rows = client.query(
+        "SELECT machine_id, sensor, window_kind, toUnixTimestamp64Milli(window_start), "
+        "toUnixTimestamp64Milli(window_end), version, mean FROM window_aggregates FINAL"
+    ).result_rows
+    return {tuple(r[:5]): (r[5], r[6]) for r in rows}
+
+
+def sink_env(
+    kafka: KafkaSettings, topics: TopicSettings, data_dir: Path, group: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "MILLSTREAM_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
+        "MILLSTREAM_TOPIC_WINDOWS": topics.topic_windows,
+        "MILLSTREAM_TOPIC_DEAD_LETTERS": topics.topic_dead_letters,
+        "MILLSTREAM_DATA_DIR": str(data_dir),
+        "MILLSTREAM_SINK_GROUP_ID": group,
+        "PYTHONPATH": str(REPO),
+        **extra,
+    }
+
+
+def run_until_idle(
+    client: Any, ch: ClickHouseSettings, kafka: KafkaSettings, topics: TopicSettings, group: str, **kw: Any
+) -> Any:
+    runner = SinkRunner(
+        client,
+        clickhouse=ch,
+        sink=SinkSettings(group_id=group),
+        kafka=kafka,
+        topics=topics,
+        exit_when_idle=4.0,
+        **kw,
+    )
+    return runner.run()
+
+
+def test_runner_writes_rows_dead_letters_and_commits(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ch: Any,
+    ch_settings: ClickHouseSettings,
+    make_grid: Any,
+    produce_to: Any,
+    committed_offsets: Any,
+) -> None:
+    records = make_grid(machines=4, sensors=3, windows=10)
+    # Late updates of some windows (higher version), and one stale re-send of version 0.
+    updates = [{**r, "version": 1, "mean": r["mean"] + 100} for r in records[::7]]
+    stale = [records[3]]
+    produced = records + updates + stale
+    positions = produce_to(kafka, topics.topic_windows, encode_windows(produced, topics.topic_windows))
+    garbage = b"\x07 this is not Avro '); DROP TABLE window_aggregates; --"
+    [(g_part, g_off)] = produce_to(kafka, topics.topic_windows, [(b"m0", garbage)])
+    upstream_dl = {
+        "stage": "windows",
+        "topic": topics.topic_readings,
+        "partition": 1,
+        "offset": 77,
+        "key": None,
+        "payload": b"\x00\x01",
+        "reason_code": "too_late",
+        "reason": "late",
+        "failed_at": 1_767_225_600_000,
+    }
+    dl_bytes = Serde().encode("millstream.DeadLetter", topics.topic_dead_letters, upstream_dl)
+    produce_to(kafka, topics.topic_dead_letters, [(None, dl_bytes)])
+    group = f"sink-{uuid.uuid4().hex[:6]}"
+
+    stats = run_until_idle(ch, ch_settings, kafka, topics, group)
+
+    assert stats.consumed == len(produced) + 2
+    expected = latest_per_window(produced)
+    assert table_rows(ch) == {k: (r["version"], r["mean"]) for k, r in expected.items()}
+    dead = ch.query(
+        "SELECT stage, topic, partition, offset, reason_code, payload FROM dead_letters FINAL ORDER BY stage",
+        column_formats={"payload": "bytes"},
+    ).result_rows
+    assert [tuple(r) for r in dead] == [
+        ("sink", topics.topic_windows, g_part, g_off, "decode_error", garbage),
+        ("windows", topics.topic_readings, 1, 77, "too_late", b"\x00\x01"),
+    ]
+    # Offsets: everything consumed is committed (next offset = last + 1 per partition).
+    last: dict[int, int] = {}
+    for part, off in [*positions, (g_part, g_off)]:
+        last[part] = max(last.get(part, -1), off)
+    got = committed_offsets(kafka, group, topics.topic_windows, topics.topic_partitions)
+    assert {p: o for p, o in got.items() if o >= 0} == {p: o + 1 for p, o in last.items()}
+    assert stats.commits >= 1
+
+
+CRASHING_SINK = """
+import pathlib, sys, time
+from sinks.clickhouse import connect
+from sinks.runner import SinkRunner
+
+marker = pathlib.Path(sys.argv[1])
+
+def written_not_committed(result):
+    marker.write_text(str(result.written))
+    time.sleep(600)  # the test kills the process here: rows written, offsets not committed
+
+client = connect()
+SinkRunner(client, after_write=written_not_committed).run()
+"""
+
+
+def test_crash_between_write_and_commit_leaves_no_duplicates(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ch_settings: ClickHouseSettings,
+    tmp_path: Path,
+    make_grid: Any,
+    produce_to: Any,
+    committed_offsets: Any,
+) -> None:
+    group = f"crash-{uuid.uuid4().hex[:6]}"
+    first = make_grid(machines=3, sensors=2, windows=10)
+    produce_to(kafka, topics.topic_windows, encode_windows(first, topics.topic_windows))
+    client = connect(ch_settings)
+    migrate(client)
+    run_until_idle(client, ch_settings, kafka, topics, group)
+    before = committed_offsets(kafka, group, topics.topic_windows, topics.topic_partitions)
+    client.close()  # the embedded engine's folder is one process's at a time
+
+    # More windows: new ones, re-emits with higher versions, and exact duplicates of old ones.
+    second = make_grid(machines=3, sensors=2, windows=20)[::2] + [{**r, "version": 3} for r in first[:15]]
+    produce_to(kafka, topics.topic_windows, encode_windows(second, topics.topic_windows))
+    marker = tmp_path / "written"
+    env = sink_env(
+        kafka,
+        topics,
+        ch_settings.data_dir,
+        group,
+        MILLSTREAM_CLICKHOUSE_BATCH_ROWS="100000",
+        MILLSTREAM_CLICKHOUSE_BATCH_AGE_MS="1500",
+        # A short session lets the group notice the killed member quickly.
+        MILLSTREAM_KAFKA_SESSION_TIMEOUT_MS="2000",
+    )
+    proc = ManagedProcess(
+        "crashing-sink", [PY, "-c", CRASHING_SINK, str(marker)], tmp_path / "crash.log", env=env, cwd=REPO
+    ).start()
+    try:
+
+        def wrote() -> bool:
+            proc.check_alive()
+            return marker.exists() and marker.read_text() != ""
+
+        wait_until(wrote, 90, "the crashing sink to write a batch")
+        proc.kill()  # SIGKILL: no flush, no commit, no goodbye
+    finally:
+        proc.stop()
+    written_by_crashed = int(marker.read_text())
+    assert written_by_crashed > 0
+    assert committed_offsets(kafka, group, topics.topic_windows, topics.topic_partitions) == before
+
+    client = connect(ch_settings)
+    try:
+        stats = run_until_idle(client, ch_settings, kafka, topics, group)
+        assert stats.consumed == len(second)  # the whole uncommitted batch was replayed
+        expected = latest_per_window(first + second)
+        assert table_rows(client) == {k: (r["version"], r["mean"]) for k, r in expected.items()}
+        final = client.command("SELECT count() FROM window_aggregates FINAL")
+        distinct = client.command(f"SELECT count() FROM (SELECT DISTINCT {KEY} FROM window_aggregates)")
+        assert final == distinct == len(expected)
+        client.command("OPTIMIZE TABLE window_aggregates FINAL")
+        assert client.command("SELECT count() FROM window_aggregates") == final
+    finally:
+        client.close()
+
+
+def _samples(port: int, name: str, labels: str) -> list[float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    return [
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if (line.startswith(f"{name}{{") or line.startswith(f"{name} ")) and labels in line
+    ]
+
+
+def _metric(port: int, name: str, labels: str) -> float:
+    return sum(_samples(port, name, labels))
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_cli_sink_flushes_on_sigterm_and_holds_the_embedded_lock(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ch_settings: ClickHouseSettings,
+    tmp_path: Path,
+    make_grid: Any,
+    produce_to: Any,
+    committed_offsets: Any,
+) -> None:
+    group = f"cli-{uuid.uuid4().hex[:6]}"
+    records = make_grid(machines=2, sensors=2, windows=6)
+    produce_to(kafka, topics.topic_windows, encode_windows(records, topics.topic_windows))
+    port = free_port()
+    # Batches never fill nor age here: only the SIGTERM path can write them.
+    env = sink_env(
+        kafka,
+        topics,
+        ch_settings.data_dir,
+        group,
+        MILLSTREAM_CLICKHOUSE_BATCH_ROWS="100000",
+        MILLSTREAM_CLICKHOUSE_BATCH_AGE_MS="3600000",
+    )
+    proc = ManagedProcess(
+        "sink",
+        [PY, "-m", "infra.cli", "sink", "--metrics-port", str(port)],
+        tmp_path / "sink.log",
+        env=env,
+        cwd=REPO,
+    ).start()
+    try:
+
+        def consumed_all() -> bool:
+            proc.check_alive()
+            return _metric(port, "millstream_records_in_total", 'stage="sink"') >= len(records)
+
+        wait_until(consumed_all, 90, "the sink to consume every record")
+        assert _status(port, "/readyz") == 200
+        assert _metric(port, "millstream_sink_pending_rows", "") == len(records)
+
+        def lag_known() -> bool:  # one gauge per partition of the windows topic, all caught up
+            lags = _samples(port, "millstream_consumer_lag_records", f'topic="{topics.topic_windows}"')
+            return len(lags) == topics.topic_partitions and sum(lags) == 0
+
+        wait_until(lag_known, 30, "the consumer-lag gauges")
+
+        # While the sink holds the embedded database, a second process gets a clear error.
+        sql = subprocess.run(
+            [PY, "-m", "infra.cli", "sql", "SELECT 1"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sql.returncode == 1
+        assert "is in use by another process (a running sink?)" in sql.stderr
+        assert "MILLSTREAM_CLICKHOUSE_URL" in sql.stderr
+
+        proc.signal(15)  # SIGTERM
+        assert proc.proc is not None
+        assert proc.proc.wait(60) == 0, proc.log_tail()
+    finally:
+        proc.stop()
+    client = connect(ch_settings)
+    try:
+        expected = latest_per_window(records)
+        assert table_rows(client) == {k: (r["version"], r["mean"]) for k, r in expected.items()}
+    finally:
+        client.close()
+    got = committed_offsets(kafka, group, topics.topic_windows, topics.topic_partitions)
+    assert sum(o for o in got.values() if o > 0) == len(records)
+
+
+def test_wrong_schema_on_a_topic_is_a_dead_letter(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ch: Any,
+    ch_settings: ClickHouseSettings,
+    make_window: Any,
+    produce_to: Any,
+) -> None:
+    serde = Serde()
+    reading = {
+        "plant": "p",
+        "line": "l",
+        "machine_id": "m",
+        "sensor": "s",
+        "unit": "u",
+        "event_time": 1,
+        "value": 1.0,
+        "quality": "GOOD",
+        "gateway_id": "g",
+        "seq": 1,
+        "lot_id": None,
+    }
+    produce_to(kafka, topics.topic_windows, [(b"m", serde.encode("millstream.Reading", "x", reading))])
+    window_on_dlq = serde.encode("millstream.WindowAggregate", "x", make_window())
+    produce_to(kafka, topics.topic_dead_letters, [(None, window_on_dlq)])
+    stats = run_until_idle(ch, ch_settings, kafka, topics, f"wrong-{uuid.uuid4().hex[:6]}")
+    assert stats.consumed == 2 and stats.dead_letters == 2
+    assert ch.command("SELECT count() FROM window_aggregates") == 0
+    rows = ch.query("SELECT topic, reason_code, reason FROM dead_letters FINAL ORDER BY topic").result_rows
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        [(topics.topic_windows, "invalid_record"), (topics.topic_dead_letters, "invalid_record")]
+    )
+    assert all("do not belong on topic" in r[2] for r in rows)
