@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from schemas.exceptions import MillstreamError
 
 # (module, what it registers). Order is the order in --help.
@@ -27,6 +29,31 @@ COMMAND_MODULES = [
 ]
 
 
+def _settings_classes() -> dict[str, type]:
+    from pydantic_settings import BaseSettings
+
+    found: dict[str, type] = {}
+    stack: list[type] = [BaseSettings]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            found[sub.__name__] = sub
+            stack.append(sub)
+    return found
+
+
+def format_settings_error(exc: ValidationError) -> str:
+    """One line per bad setting, naming the environment variable to fix."""
+    cls = _settings_classes().get(exc.title)
+    prefix = str(getattr(cls, "model_config", {}).get("env_prefix", "")) if cls else ""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        var = f"{prefix}{field}".upper() if prefix else field
+        lines.append(f"  {var}={err.get('input')!r}: {err['msg']}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="millstream",
@@ -38,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # that component is not built yet
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):  # not installed/built
                 continue
             raise
         module.register(sub)
@@ -49,12 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
+    except ValidationError as exc:
+        print(f"millstream: error: invalid configuration:\n{format_settings_error(exc)}", file=sys.stderr)
+        return 1
     except MillstreamError as exc:
         print(f"millstream: error: {exc}", file=sys.stderr)
         return 1

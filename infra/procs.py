@@ -57,8 +57,10 @@ class ManagedProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        stdout_path: Path | None = None,
     ) -> None:
         self.name = name
+        self.stdout_path = stdout_path
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
@@ -68,11 +70,12 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        out = self.stdout_path.open("wb") if self.stdout_path else None
         try:
             self.proc = subprocess.Popen(
                 self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out or log,
+                stderr=log,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(self.env or {})},
                 cwd=self.cwd,
@@ -83,6 +86,8 @@ class ManagedProcess:
             raise StackError(msg) from exc
         finally:
             log.close()
+            if out is not None:
+                out.close()
         logger.info("started %s pid=%s log=%s", self.name, self.proc.pid, self.log_path)
         return self
 

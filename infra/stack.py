@@ -68,8 +68,18 @@ class LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = ManagedProcess(
             "broker",
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://millstream/", "--cluster-id", "millstream-local"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://millstream/",
+                "--cluster-id",
+                "millstream-local",
+            ],
             self.data_dir / "logs" / "broker.log",
         ).start()
         wait_until(self._ready, timeout, f"the broker on {self.bootstrap}")
@@ -165,7 +175,7 @@ class LocalPrometheus:
         return found
 
     def config(self) -> dict[str, Any]:
-        interval = f"{max(self.scrape_interval_s, 0.1):g}s"
+        interval = f"{max(100, round(self.scrape_interval_s * 1000))}ms"
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": [str(p.resolve()) for p in self.rule_files],
@@ -188,8 +198,13 @@ class LocalPrometheus:
         cfg.write_text(json.dumps(self.config(), indent=2))  # JSON is YAML
         self.process = ManagedProcess(
             "prometheus",
-            [binary, f"--config.file={cfg}", f"--storage.tsdb.path={cfg_dir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
+            [
+                binary,
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={cfg_dir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
             self.data_dir / "logs" / "prometheus.log",
         ).start()
         wait_until(self._ready, timeout, f"Prometheus on {self.url}")
@@ -218,9 +233,9 @@ class LocalPrometheus:
             for r in self.query(f'up{{job="{self.JOB}"}}')
         }
 
-    def wait_for_scrape(self, timeout: float = 30.0) -> dict[str, bool]:
-        """Wait until every target has been scraped once and is up."""
-        wanted = {t.component for t in self.targets}
+    def wait_for_scrape(self, timeout: float = 30.0, components: list[str] | None = None) -> dict[str, bool]:
+        """Wait until every target (or the named ones) has been scraped and is up."""
+        wanted = set(components) if components else {t.component for t in self.targets}
 
         def ok() -> bool:
             up = self.targets_up()

@@ -1,0 +1,62 @@
+"""Settings of the stream job (both engines)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StreamSettings(BaseSettings):
+    """Windowing and runtime settings of the stream job. Env vars ``MILLSTREAM_STREAM_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_STREAM_", frozen=True, extra="ignore")
+
+    app_id: str = Field(
+        "millstream-windows",
+        description="MILLSTREAM_STREAM_APP_ID: consumer group and state namespace of the job. Changing it "
+        "starts from scratch.",
+    )
+    window: str = Field(
+        "tumbling:10s",
+        description="MILLSTREAM_STREAM_WINDOW: window spec, e.g. tumbling:10s, hopping:60s/10s, sliding:10s, "
+        "session:30s.",
+    )
+    out_of_orderness_ms: int = Field(
+        2000, ge=0, description="MILLSTREAM_STREAM_OUT_OF_ORDERNESS_MS: watermark = max event time - this."
+    )
+    allowed_lateness_ms: int = Field(
+        5000,
+        ge=0,
+        description="MILLSTREAM_STREAM_ALLOWED_LATENESS_MS: how long after the watermark passes a window's "
+        "end a late reading still updates it (re-emitted with a higher version). Later readings go to the "
+        "late topic.",
+    )
+    idle_timeout_ms: int = Field(
+        5000,
+        ge=0,
+        description="MILLSTREAM_STREAM_IDLE_TIMEOUT_MS: a partition with no input for this long advances its "
+        "watermark with the wall clock, so its last windows still close. 0 disables.",
+    )
+    max_future_ms: int = Field(
+        300_000,
+        ge=0,
+        description="MILLSTREAM_STREAM_MAX_FUTURE_MS: readings whose event time is further ahead of the wall "
+        "clock are dead-lettered (a wrong device clock must not push the watermark).",
+    )
+    metrics_port: int = Field(
+        9101, description="MILLSTREAM_STREAM_METRICS_PORT: /metrics, /healthz, /readyz."
+    )
+    state_dir: str = Field(
+        ".millstream/faust", description="MILLSTREAM_STREAM_STATE_DIR: Faust's local data directory."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        from streams.windows import WindowSpec
+
+        try:
+            WindowSpec.parse(v)
+        except Exception as exc:
+            raise ValueError(str(exc)) from exc
+        return v

@@ -1,0 +1,183 @@
+"""The Faust engine adapter: moves records between Kafka and :class:`PartitionProcessor`.
+
+* One processor per assigned input partition; windows are keyed by (machine, sensor) and a machine
+  always lands in one partition (the gateway keys by machine), so watermarks are per partition.
+* State: each key's snapshot lives in a Faust table (in memory, backed by a changelog topic). It is
+  written right after the record that changed it, before Faust commits that record's offset, so the
+  state is never behind the committed offsets. After a crash the records since the last commit are
+  replayed; the window operator counts a (machine, sensor, event time) once, so replays do not
+  double-count.
+* Delivery: at-least-once to the output topics; a window re-emitted after a crash carries the same
+  identity and version, and ClickHouse's ReplacingMergeTree keeps one row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import faust
+
+from schemas.config import KafkaSettings, TopicSettings
+from schemas.serde import Serde
+from sinks.metrics import CONSUMER_LAG
+from streams.config import StreamSettings
+from streams.pipeline import STAGE, Outputs, PartitionProcessor, now_ms
+
+logger = logging.getLogger(__name__)
+
+TABLE_SEP = "\x1e"  # partition <RS> key
+META = "__meta__"
+
+
+def _broker_url(kafka: KafkaSettings) -> str:
+    return ";".join(f"kafka://{hp.strip()}" for hp in kafka.kafka_bootstrap.split(",") if hp.strip())
+
+
+def _credentials(kafka: KafkaSettings) -> Any:
+    if kafka.kafka_security_protocol.startswith("SASL"):
+        import ssl
+
+        return faust.SASLCredentials(
+            username=kafka.kafka_username,
+            password=kafka.kafka_password.get_secret_value() if kafka.kafka_password else None,
+            mechanism=kafka.kafka_sasl_mechanism,
+            ssl_context=ssl.create_default_context() if kafka.kafka_security_protocol == "SASL_SSL" else None,
+        )
+    if kafka.kafka_security_protocol == "SSL":
+        import ssl
+
+        return faust.SSLCredentials(ssl.create_default_context())
+    return None
+
+
+def create_app(
+    stream: StreamSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    topics: TopicSettings | None = None,
+    serde: Serde | None = None,
+) -> faust.App:
+    """Build the Faust app of the windows job."""
+    stream = stream or StreamSettings()
+    kafka = kafka or KafkaSettings()
+    topics = topics or TopicSettings()
+    serde = serde or Serde()
+
+    app = faust.App(
+        stream.app_id,
+        broker=_broker_url(kafka),
+        broker_credentials=_credentials(kafka),
+        datadir=stream.state_dir,
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=topics.topic_partitions,
+        topic_replication_factor=topics.topic_replication,
+        topic_allow_declare=True,  # internal changelog topic only; pipeline topics are created by ops
+        broker_session_timeout=kafka.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        stream_wait_empty=False,
+    )
+    readings = app.topic(
+        topics.topic_readings, key_type=bytes, value_type=bytes, partitions=topics.topic_partitions
+    )
+    windows_topic = app.topic(topics.topic_windows, key_type=bytes, value_type=bytes)
+    dlq_topic = app.topic(topics.topic_dead_letters, key_type=bytes, value_type=bytes)
+    late_topic = app.topic(topics.topic_late, key_type=bytes, value_type=bytes)
+    # Keys and values are bytes we encode ourselves (JSON), so the changelog is readable by any tool.
+    state = app.Table("window-state", key_type=bytes, value_type=bytes, partitions=topics.topic_partitions)
+    enc_window = serde.encoder("WindowAggregate", topics.topic_windows)
+    enc_dlq = serde.encoder("DeadLetter", topics.topic_dead_letters)
+    enc_late = serde.encoder("DeadLetter", topics.topic_late)
+    processors: dict[int, PartitionProcessor] = {}
+    positions: dict[int, int] = {}
+
+    async def publish(out: Outputs) -> None:
+        for w in out.windows:
+            await windows_topic.send(key=w["machine_id"].encode(), value=enc_window(w))
+        for d in out.dead_letters:
+            await dlq_topic.send(key=d["key"], value=enc_dlq(d))
+        for d in out.late:
+            await late_topic.send(key=d["key"], value=enc_late(d))
+
+    def processor_for(partition: int) -> tuple[PartitionProcessor, Outputs]:
+        proc = processors.get(partition)
+        if proc is not None:
+            return proc, Outputs()
+        proc = PartitionProcessor(stream, serde, partition, topics.topic_readings)
+        prefix = f"{partition}{TABLE_SEP}"
+        keys: dict[str, Any] = {}
+        meta = None
+        for k, v in list(state.data.items()):
+            if isinstance(k, bytes):
+                k = k.decode()
+            if not k.startswith(prefix):
+                continue
+            name = k[len(prefix) :]
+            v = json.loads(v)
+            if name == META:
+                meta = v
+            else:
+                keys[name] = v
+        out = proc.restore(keys, meta)
+        if keys:
+            logger.info(
+                "partition %s: restored %d keys, watermark %s", partition, len(keys), proc.op.watermark
+            )
+        processors[partition] = proc
+        return proc, out
+
+    def persist(proc: PartitionProcessor, last_wm: int) -> None:
+        prefix = f"{proc.partition}{TABLE_SEP}"
+        for k, snap in proc.dirty_state().items():
+            key = (prefix + k).encode()
+            if snap is None:
+                state.pop(key, None)
+            else:
+                state[key] = json.dumps(snap, separators=(",", ":")).encode()
+        if proc.op.watermark != last_wm:
+            state[(prefix + META).encode()] = json.dumps(proc.meta_state()).encode()
+
+    @app.agent(readings, name="windows")
+    async def windows_agent(events: Any) -> None:
+        async for event in events.events():
+            msg = event.message
+            proc, restored = processor_for(msg.partition)
+            await publish(restored)
+            last_wm = proc.op.watermark
+            out = proc.handle(event.value, msg.offset, msg.key)
+            await publish(out)
+            persist(proc, last_wm)
+            positions[msg.partition] = msg.offset + 1
+
+    @app.timer(interval=1.0)
+    async def tick() -> None:
+        wall = now_ms()
+        for proc in list(processors.values()):
+            await publish(proc.on_idle(wall))
+        for tp in app.consumer.assignment():
+            if tp.topic != topics.topic_readings:
+                continue
+            hw = app.consumer.highwater(tp)
+            if hw is not None:
+                pos = positions.get(tp.partition, 0)
+                CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(max(0, hw - pos))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == topics.topic_readings:
+                processors.pop(tp.partition, None)
+
+    return app
+
+
+def run_worker(app: faust.App, loglevel: str = "warn") -> None:
+    """Run the worker until SIGTERM/SIGINT; Faust commits offsets and stops cleanly."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

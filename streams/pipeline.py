@@ -1,0 +1,253 @@
+"""Engine-agnostic handling of one input partition: decode, validate, window, route.
+
+Both engine adapters (Faust, PyFlink) feed raw Kafka values here and publish what comes out; they
+only move bytes and store the state this class snapshots. Nothing here imports an engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.exceptions import INVALID_RECORD, UNKNOWN_SCHEMA, DecodeError
+from schemas.serde import Serde, explode_scan
+from sinks.metrics import DEAD_LETTERS, DECODE_ERRORS, END_TO_END_LATENCY, RECORDS_IN, RECORDS_OUT, WATERMARK
+from streams.config import StreamSettings
+from streams.exceptions import InvalidRecord
+from streams.windows import LateRecord, WindowedAggregator, WindowResult, WindowSpec
+
+logger = logging.getLogger(__name__)
+
+STAGE = "windows"
+KEY_SEP = "\x1f"  # unit separator: cannot occur in a sane machine id or sensor name
+READING_NAMES = {"millstream.Reading", "millstream.MachineScan"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def op_key(machine_id: str, sensor: str) -> str:
+    return f"{machine_id}{KEY_SEP}{sensor}"
+
+
+@dataclass
+class Outputs:
+    """What one input record (or a watermark step) produced, as records ready to encode."""
+
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    late: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Outputs) -> None:
+        self.windows.extend(other.windows)
+        self.dead_letters.extend(other.dead_letters)
+        self.late.extend(other.late)
+
+
+def dead_letter(
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    payload: bytes,
+    code: str,
+    reason: str,
+) -> dict[str, Any]:
+    """A DeadLetter record (schema millstream.DeadLetter)."""
+    return {
+        "stage": stage,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key,
+        "payload": payload,
+        "reason_code": code,
+        "reason": reason,
+        "failed_at": now_ms(),
+    }
+
+
+def validate(reading: dict[str, Any], wall_ms: int, max_future_ms: int) -> None:
+    """Raise InvalidRecord when a decoded reading cannot be aggregated."""
+    v = reading["value"]
+    if not math.isfinite(v):
+        raise InvalidRecord(INVALID_RECORD, f"{reading['machine_id']}/{reading['sensor']}: value is {v}")
+    if not reading["machine_id"] or not reading["sensor"]:
+        raise InvalidRecord(INVALID_RECORD, "empty machine_id or sensor")
+    ahead = reading["event_time"] - wall_ms
+    if max_future_ms and ahead > max_future_ms:
+        raise InvalidRecord(
+            INVALID_RECORD,
+            f"{reading['machine_id']}/{reading['sensor']}: event time is {ahead / 1000:.0f}s ahead of the "
+            f"wall clock (limit {max_future_ms / 1000:.0f}s); device clock wrong?",
+        )
+
+
+class PartitionProcessor:
+    """State and logic of one input partition: a WindowedAggregator plus per-key metadata."""
+
+    def __init__(self, settings: StreamSettings, serde: Serde, partition: int, topic: str) -> None:
+        self.settings = settings
+        self.serde = serde
+        self.partition = partition
+        self.topic = topic
+        self.spec = WindowSpec.parse(settings.window)
+        self.op = WindowedAggregator(
+            self.spec,
+            out_of_orderness_ms=settings.out_of_orderness_ms,
+            allowed_lateness_ms=settings.allowed_lateness_ms,
+            idle_timeout_ms=settings.idle_timeout_ms or None,
+        )
+        self.meta: dict[str, tuple[str, str, str]] = {}  # op key -> (plant, line, unit)
+        self.bad_quality = 0
+
+    # -------------------------------------------------------------------------------- records
+    def handle(
+        self, value: bytes | None, offset: int, key: bytes | None, wall_ms: int | None = None
+    ) -> Outputs:
+        """Process one Kafka value of the readings topic."""
+        wall = wall_ms if wall_ms is not None else now_ms()
+        out = Outputs()
+        RECORDS_IN.labels(STAGE).inc()
+        try:
+            decoded = self.serde.decode(value)
+            if decoded.name not in READING_NAMES:
+                raise DecodeError(UNKNOWN_SCHEMA, f"{decoded.name} is not a reading schema")
+            readings = explode_scan(decoded.record)
+            for r in readings:
+                validate(r, wall, self.settings.max_future_ms)
+        except (DecodeError, InvalidRecord) as exc:
+            if isinstance(exc, DecodeError):
+                DECODE_ERRORS.labels(STAGE).inc()
+            DEAD_LETTERS.labels(STAGE, exc.code).inc()
+            out.dead_letters.append(
+                dead_letter(
+                    STAGE, self.topic, self.partition, offset, key, value or b"", exc.code, exc.reason
+                )
+            )
+            return out
+        for r in readings:
+            if r["quality"] == "BAD":
+                self.bad_quality += 1  # excluded from statistics; the raw reading stays in the readings topic
+                continue
+            k = op_key(r["machine_id"], r["sensor"])
+            self.meta[k] = (r["plant"], r["line"], r["unit"])
+            for e in self.op.process(k, r["event_time"], r["value"], now_ms=wall):
+                self._route(e, out, wall, r)
+        WATERMARK.labels(STAGE).set(self.op.watermark)
+        return out
+
+    def on_idle(self, wall_ms: int | None = None) -> Outputs:
+        """Processing-time tick: idle partitions advance their watermark so last windows close."""
+        wall = wall_ms if wall_ms is not None else now_ms()
+        out = Outputs()
+        for e in self.op.on_idle(wall):
+            self._route(e, out, wall, None)
+        return out
+
+    def close_all(self) -> Outputs:
+        """End of a bounded input: close every open window (replay, tests)."""
+        out = Outputs()
+        wall = now_ms()
+        for e in self.op.advance_watermark(2**62):
+            self._route(e, out, wall, None)
+        return out
+
+    def _route(
+        self, e: WindowResult | LateRecord, out: Outputs, wall: int, reading: dict[str, Any] | None
+    ) -> None:
+        if isinstance(e, WindowResult):
+            out.windows.append(self.window_record(e, wall))
+            RECORDS_OUT.labels(STAGE).inc()
+            END_TO_END_LATENCY.labels(STAGE).observe(max(0, wall - e.end))
+        else:
+            DEAD_LETTERS.labels(STAGE, "too_late").inc()
+            machine_id, sensor = e.key.split(KEY_SEP, 1)
+            plant, line, unit = self.meta.get(e.key, ("", "", ""))
+            payload = self.serde.encode(
+                "Reading",
+                self.topic,
+                {
+                    "plant": plant,
+                    "line": line,
+                    "machine_id": machine_id,
+                    "sensor": sensor,
+                    "unit": unit,
+                    "event_time": e.ts_ms,
+                    "value": e.value,
+                    "quality": "GOOD",
+                    "gateway_id": (reading or {}).get("gateway_id", ""),
+                    "seq": (reading or {}).get("seq", -1),
+                    "lot_id": (reading or {}).get("lot_id"),
+                },
+            )
+            out.late.append(
+                dead_letter(
+                    STAGE, self.topic, self.partition, -1, machine_id.encode(), payload, "too_late", e.reason
+                )
+            )
+
+    def window_record(self, w: WindowResult, wall: int) -> dict[str, Any]:
+        machine_id, sensor = w.key.split(KEY_SEP, 1)
+        plant, line, unit = self.meta.get(w.key, ("", "", ""))
+        return {
+            "plant": plant,
+            "line": line,
+            "machine_id": machine_id,
+            "sensor": sensor,
+            "unit": unit,
+            "window_kind": w.kind,
+            "window_start": w.start,
+            "window_end": w.end,
+            "count": w.count,
+            "sum": w.sum,
+            "mean": w.mean,
+            "min": w.min,
+            "max": w.max,
+            "std": w.std,
+            "first_ts": w.first_ts,
+            "last_ts": w.last_ts,
+            "first": w.first,
+            "last": w.last,
+            "p50": w.p50,
+            "p95": w.p95,
+            "p99": w.p99,
+            "slope": w.slope,
+            "version": w.version,
+            "emitted_at": wall,
+        }
+
+    # -------------------------------------------------------------------------------- state
+    def dirty_state(self) -> dict[str, Any]:
+        """Per-key snapshots changed since the last call (None = deleted), plus partition metadata."""
+        changed: dict[str, Any] = {}
+        for k in self.op.drain_dirty_keys():
+            snap = self.op.snapshot_key(k)
+            changed[k] = None if snap is None else {"op": snap, "meta": list(self.meta.get(k, ("", "", "")))}
+        return changed
+
+    def meta_state(self) -> dict[str, Any]:
+        return {"watermark": self.op.watermark}
+
+    def restore(self, keys: dict[str, Any], meta: dict[str, Any] | None) -> Outputs:
+        """Load snapshots; returns windows that the saved watermark closes (re-emitted, idempotent)."""
+        for k, snap in keys.items():
+            if snap is None:
+                continue
+            self.op.restore_key(k, snap["op"])
+            self.meta[k] = tuple(snap["meta"])  # type: ignore[assignment]
+        self.op.drain_dirty_keys()
+        if meta and meta.get("watermark") is not None and meta["watermark"] > self.op.watermark:
+            # Windows already closed before the restart come out again with the same version:
+            # downstream replaces them with identical rows.
+            wall = now_ms()
+            out = Outputs()
+            for e in self.op.advance_watermark(int(meta["watermark"])):
+                self._route(e, out, wall, None)
+            return out
+        return Outputs()
