@@ -47,6 +47,12 @@ def _count_windows(pipe: LocalPipeline, since_ms: int) -> int:
         client.close()
 
 
+def _prom_sum(pipe: LocalPipeline, selector: str) -> int:
+    assert pipe.prometheus is not None
+    result = pipe.prometheus.query(f"sum({selector})")
+    return int(float(result[0]["value"][1])) if result else 0
+
+
 def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) -> int:
     console = Console(stderr=True, quiet=as_json)
     started_ms = int(time.time() * 1000)
@@ -69,24 +75,37 @@ def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) ->
         with progress:
             task = progress.add_task(f"plant running ({machines} machines)", total=duration_s)
             t0 = time.monotonic()
+            seen_up: dict[str, bool] = {}
+            next_check = 0.0
             while pipe.procs["gateway"].alive():
                 pipe.check_alive("windows", "sink")
                 progress.update(task, completed=min(duration_s, time.monotonic() - t0))
+                if time.monotonic() >= next_check:  # every component must be scraped up while running
+                    for comp, ok in pipe.prometheus.targets_up().items():
+                        seen_up[comp] = seen_up.get(comp, False) or ok
+                    next_check = time.monotonic() + 2.0
                 time.sleep(0.5)
             drain = progress.add_task("closing the last windows", total=None)
             pipe.wait_quiet(pipe.topics.topic_windows, quiet_s=4.0, timeout=60.0)
             pipe.wait_drained("millstream-sink", pipe.topics.topic_windows, timeout=60.0)
             progress.update(drain, completed=1)
-        up = pipe.prometheus.wait_for_scrape(timeout=15)
-        summary["prometheus_targets"] = up
-        summary["prometheus_up"] = bool(up) and all(up.values())
+        now_up = pipe.prometheus.wait_for_scrape(timeout=15, components=["windows", "sink"])
+        # The gateway has finished by now; it counts as up when it was scraped up while it ran.
+        targets = {
+            c: seen_up.get(c, False) and (c == "gateway" or now_up.get(c, False))
+            for c in ("gateway", "windows", "sink")
+        }
+        summary["prometheus_targets"] = targets
+        summary["prometheus_up"] = all(targets.values())
         summary["prometheus_url"] = pipe.prometheus.url
         gw = pipe.gateway_summary()
         summary["readings_produced"] = int(gw.get("values", gw.get("produced", 0)))
         summary["messages_acknowledged"] = int(gw.get("acknowledged", 0))
-        summary["dead_letters"] = pipe.end_offsets(pipe.topics.topic_dead_letters)
-        summary["late_readings"] = pipe.end_offsets(pipe.topics.topic_late)
-        summary["windows_emitted"] = pipe.end_offsets(pipe.topics.topic_windows)
+        time.sleep(2 * opts.scrape_interval_s)  # let Prometheus take the final counter values
+        summary["dead_letters"] = _prom_sum(pipe, 'millstream_dead_letters_total{reason!="too_late"}')
+        summary["late_readings"] = _prom_sum(pipe, 'millstream_dead_letters_total{reason="too_late"}')
+        summary["windows_emitted"] = _prom_sum(pipe, 'millstream_records_out_total{component="windows"}')
+        summary["spc_signals"] = _prom_sum(pipe, "millstream_spc_signals_total")
         pipe.stop("gateway")
         pipe.stop("windows")
         pipe.stop("sink")
@@ -115,6 +134,7 @@ def _print_human(s: dict[str, Any]) -> None:
     out.print(f"  windows in ClickHouse  {s['windows_in_clickhouse']:>10,}")
     out.print(f"  dead letters           {s['dead_letters']:>10,}")
     out.print(f"  late readings          {s['late_readings']:>10,}")
+    out.print(f"  SPC signals            {s['spc_signals']:>10,}")
     targets = ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in sorted(s["prometheus_targets"].items()))
     out.print(f"  Prometheus             {s['prometheus_url']} ({targets}); stopped with the demo")
     out.print(f"  logs                   {s['logs']}")

@@ -38,6 +38,10 @@ END_TO_END_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS_MS,
 )
 WATERMARK = Gauge("millstream_watermark_ms", "Last event-time watermark, epoch milliseconds.", ["stage"])
+SPC_SIGNALS = Counter("millstream_spc_signals", "SPC run-rule signals, by chart and rule.", ["chart", "rule"])
+ANOMALY_EVENTS = Counter(
+    "millstream_anomaly_events", "Anomaly events opened, by detector kind (sensor or machine).", ["kind"]
+)
 UP_SINCE = Gauge("millstream_process_start_time_ms", "When this component started, epoch ms.", ["stage"])
 
 HealthCheck = Callable[[], bool]

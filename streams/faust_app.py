@@ -89,11 +89,15 @@ def create_app(
     windows_topic = app.topic(topics.topic_windows, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(topics.topic_dead_letters, key_type=bytes, value_type=bytes)
     late_topic = app.topic(topics.topic_late, key_type=bytes, value_type=bytes)
+    spc_topic = app.topic(topics.topic_spc_signals, key_type=bytes, value_type=bytes)
+    anomaly_topic = app.topic(topics.topic_anomalies, key_type=bytes, value_type=bytes)
     # Keys and values are bytes we encode ourselves (JSON), so the changelog is readable by any tool.
     state = app.Table("window-state", key_type=bytes, value_type=bytes, partitions=topics.topic_partitions)
     enc_window = serde.encoder("WindowAggregate", topics.topic_windows)
     enc_dlq = serde.encoder("DeadLetter", topics.topic_dead_letters)
     enc_late = serde.encoder("DeadLetter", topics.topic_late)
+    enc_spc = serde.encoder("SpcSignal", topics.topic_spc_signals)
+    enc_anomaly = serde.encoder("AnomalyEvent", topics.topic_anomalies)
     processors: dict[int, PartitionProcessor] = {}
     positions: dict[int, int] = {}
 
@@ -104,6 +108,10 @@ def create_app(
             await dlq_topic.send(key=d["key"], value=enc_dlq(d))
         for d in out.late:
             await late_topic.send(key=d["key"], value=enc_late(d))
+        for sig in out.spc_signals:
+            await spc_topic.send(key=sig["machine_id"].encode(), value=enc_spc(sig))
+        for a in out.anomalies:
+            await anomaly_topic.send(key=a["machine_id"].encode(), value=enc_anomaly(a))
 
     def processor_for(partition: int) -> tuple[PartitionProcessor, Outputs]:
         proc = processors.get(partition)
@@ -132,16 +140,24 @@ def create_app(
         processors[partition] = proc
         return proc, out
 
+    def put(partition: int, key: bytes, value: bytes | None) -> None:
+        # Explicit partition: also valid outside an event (the idle timer), where Faust's
+        # table[key] = value cannot tell which changelog partition the key belongs to.
+        if value is None:
+            if key in state.data:
+                del state.data[key]
+                state.send_changelog(partition, key, None)
+            return
+        state.data[key] = value
+        state.send_changelog(partition, key, value)
+
     def persist(proc: PartitionProcessor, last_wm: int) -> None:
         prefix = f"{proc.partition}{TABLE_SEP}"
         for k, snap in proc.dirty_state().items():
-            key = (prefix + k).encode()
-            if snap is None:
-                state.pop(key, None)
-            else:
-                state[key] = json.dumps(snap, separators=(",", ":")).encode()
+            value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
+            put(proc.partition, (prefix + k).encode(), value)
         if proc.op.watermark != last_wm:
-            state[(prefix + META).encode()] = json.dumps(proc.meta_state()).encode()
+            put(proc.partition, (prefix + META).encode(), json.dumps(proc.meta_state()).encode())
 
     @app.agent(readings, name="windows")
     async def windows_agent(events: Any) -> None:
@@ -159,7 +175,9 @@ def create_app(
     async def tick() -> None:
         wall = now_ms()
         for proc in list(processors.values()):
+            last_wm = proc.op.watermark
             await publish(proc.on_idle(wall))
+            persist(proc, last_wm)
         for tp in app.consumer.assignment():
             if tp.topic != topics.topic_readings:
                 continue

@@ -14,9 +14,20 @@ from typing import Any
 
 from schemas.exceptions import INVALID_RECORD, UNKNOWN_SCHEMA, DecodeError
 from schemas.serde import Serde, explode_scan
-from sinks.metrics import DEAD_LETTERS, DECODE_ERRORS, END_TO_END_LATENCY, RECORDS_IN, RECORDS_OUT, WATERMARK
+from sinks.metrics import (
+    DEAD_LETTERS,
+    DECODE_ERRORS,
+    END_TO_END_LATENCY,
+    RECORDS_IN,
+    RECORDS_OUT,
+    SPC_SIGNALS,
+    WATERMARK,
+)
 from streams.config import StreamSettings
 from streams.exceptions import InvalidRecord
+from streams.spc.config import SpcSettings
+from streams.spc.monitor import SpcSignal
+from streams.spc.operator import SpcOperator
 from streams.windows import LateRecord, WindowedAggregator, WindowResult, WindowSpec
 
 logger = logging.getLogger(__name__)
@@ -41,11 +52,15 @@ class Outputs:
     windows: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     late: list[dict[str, Any]] = field(default_factory=list)
+    spc_signals: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: Outputs) -> None:
         self.windows.extend(other.windows)
         self.dead_letters.extend(other.dead_letters)
         self.late.extend(other.late)
+        self.spc_signals.extend(other.spc_signals)
+        self.anomalies.extend(other.anomalies)
 
 
 def dead_letter(
@@ -91,7 +106,14 @@ def validate(reading: dict[str, Any], wall_ms: int, max_future_ms: int) -> None:
 class PartitionProcessor:
     """State and logic of one input partition: a WindowedAggregator plus per-key metadata."""
 
-    def __init__(self, settings: StreamSettings, serde: Serde, partition: int, topic: str) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        serde: Serde,
+        partition: int,
+        topic: str,
+        spc: SpcSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.serde = serde
         self.partition = partition
@@ -105,6 +127,8 @@ class PartitionProcessor:
         )
         self.meta: dict[str, tuple[str, str, str]] = {}  # op key -> (plant, line, unit)
         self.bad_quality = 0
+        self.spc = SpcOperator((spc or SpcSettings()).monitor_config())
+        self._analytics_dirty: set[str] = set()
 
     # -------------------------------------------------------------------------------- records
     def handle(
@@ -162,9 +186,11 @@ class PartitionProcessor:
         self, e: WindowResult | LateRecord, out: Outputs, wall: int, reading: dict[str, Any] | None
     ) -> None:
         if isinstance(e, WindowResult):
-            out.windows.append(self.window_record(e, wall))
+            record = self.window_record(e, wall)
+            out.windows.append(record)
             RECORDS_OUT.labels(STAGE).inc()
             END_TO_END_LATENCY.labels(STAGE).observe(max(0, wall - e.end))
+            self._analyse(e.key, record, out, wall)
         else:
             DEAD_LETTERS.labels(STAGE, "too_late").inc()
             machine_id, sensor = e.key.split(KEY_SEP, 1)
@@ -191,6 +217,25 @@ class PartitionProcessor:
                     STAGE, self.topic, self.partition, -1, machine_id.encode(), payload, "too_late", e.reason
                 )
             )
+
+    def _analyse(self, key: str, window: dict[str, Any], out: Outputs, wall: int) -> None:
+        """Run the per-window analytics (SPC) on a window the operator emitted."""
+        signals = self.spc.process_window(window)
+        if signals:
+            self._analytics_dirty.add(key)
+        for sig in signals:
+            SPC_SIGNALS.labels(sig.chart, sig.rule).inc()
+            out.spc_signals.append(self.signal_record(sig, window, wall))
+        self._analytics_dirty.add(key)
+
+    @staticmethod
+    def signal_record(sig: SpcSignal, window: dict[str, Any], wall: int) -> dict[str, Any]:
+        return {
+            "plant": window["plant"], "line": window["line"], "machine_id": sig.machine, "sensor": sig.sensor,
+            "chart": sig.chart, "rule": sig.rule, "point_index": sig.index, "value": sig.value,
+            "center": sig.center, "lcl": sig.lcl, "ucl": sig.ucl, "window_start": sig.window_start,
+            "window_end": sig.window_end, "emitted_at": wall,
+        }  # fmt: skip
 
     def window_record(self, w: WindowResult, wall: int) -> dict[str, Any]:
         machine_id, sensor = w.key.split(KEY_SEP, 1)
@@ -226,9 +271,16 @@ class PartitionProcessor:
     def dirty_state(self) -> dict[str, Any]:
         """Per-key snapshots changed since the last call (None = deleted), plus partition metadata."""
         changed: dict[str, Any] = {}
-        for k in self.op.drain_dirty_keys():
+        keys = self.op.drain_dirty_keys() | self._analytics_dirty
+        self._analytics_dirty = set()
+        for k in keys:
             snap = self.op.snapshot_key(k)
-            changed[k] = None if snap is None else {"op": snap, "meta": list(self.meta.get(k, ("", "", "")))}
+            machine_id, sensor = k.split(KEY_SEP, 1)
+            spc = self.spc.snapshot_key(machine_id, sensor)
+            if snap is None and spc is None:
+                changed[k] = None
+            else:
+                changed[k] = {"op": snap, "meta": list(self.meta.get(k, ("", "", ""))), "spc": spc}
         return changed
 
     def meta_state(self) -> dict[str, Any]:
@@ -239,7 +291,10 @@ class PartitionProcessor:
         for k, snap in keys.items():
             if snap is None:
                 continue
-            self.op.restore_key(k, snap["op"])
+            if snap.get("op") is not None:
+                self.op.restore_key(k, snap["op"])
+            if snap.get("spc") is not None:
+                self.spc.restore_key(snap["spc"])
             self.meta[k] = tuple(snap["meta"])  # type: ignore[assignment]
         self.op.drain_dirty_keys()
         if meta and meta.get("watermark") is not None and meta["watermark"] > self.op.watermark:
