@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := prometheus openjdk-17-jre-headless mosquitto
 
-.PHONY: demo test setup system-deps lint bench k8s-validate clean
+.PHONY: demo test setup system-deps lint bench k8s-validate docs clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+) on PATH; set PYTHON=..." >&2; exit 1; }
@@ -48,6 +48,12 @@ lint: $(STAMP)
 
 bench: setup
 	$(PY) -m benchmarks
+
+k8s-validate: $(STAMP)
+	$(PY) -m infra.k8s_validate
+
+docs: $(STAMP)
+	$(PY) -m infra.docs
 
 clean:
 	rm -rf .millstream build *.egg-info

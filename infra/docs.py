@@ -24,6 +24,8 @@ SETTINGS = [
     ("streams.config", "StreamSettings"),
     ("sinks.config", "ClickHouseSettings"),
     ("sinks.config", "SinkSettings"),
+    ("sinks.domain_metrics", "MetricsSettings"),
+    ("streams.spc.config", "SpcSettings"),
 ]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from schemas.exceptions import INVALID_RECORD, UNKNOWN_SCHEMA, DecodeError
 from schemas.serde import Serde, explode_scan
+from sinks.domain_metrics import DomainMetrics
 from sinks.metrics import (
     DEAD_LETTERS,
     DECODE_ERRORS,
@@ -129,6 +130,7 @@ class PartitionProcessor:
         self.bad_quality = 0
         self.spc = SpcOperator((spc or SpcSettings()).monitor_config())
         self._analytics_dirty: set[str] = set()
+        self.domain = DomainMetrics()
 
     # -------------------------------------------------------------------------------- records
     def handle(
@@ -155,6 +157,9 @@ class PartitionProcessor:
                 )
             )
             return out
+        if readings:
+            r0 = readings[0]
+            self.domain.reading(r0["plant"], r0["line"], r0["machine_id"], r0["event_time"])
         for r in readings:
             if r["quality"] == "BAD":
                 self.bad_quality += 1  # excluded from statistics; the raw reading stays in the readings topic
@@ -190,6 +195,10 @@ class PartitionProcessor:
             out.windows.append(record)
             RECORDS_OUT.labels(STAGE).inc()
             END_TO_END_LATENCY.labels(STAGE).observe(max(0, wall - e.end))
+            if e.version == 0:
+                self.domain.window(
+                    record["plant"], record["line"], record["machine_id"], record["sensor"], e.mean
+                )
             self._analyse(e.key, record, out, wall)
         else:
             DEAD_LETTERS.labels(STAGE, "too_late").inc()
