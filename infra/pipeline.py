@@ -166,6 +166,31 @@ class LocalPipeline:
         finally:
             c.close()
 
+    def read_topic(self, topic: str, settle_s: float = 2.0, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Every record of ``topic`` from the beginning, decoded (no consumer group: partitions are
+        assigned directly). Stops once nothing new has arrived for ``settle_s`` seconds."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from schemas.serde import Serde
+
+        serde = Serde()
+        conf = {**self.kafka.librdkafka(), "group.id": "millstream-inspect", "enable.auto.commit": False}
+        c = Consumer(conf)
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            c.assign([TopicPartition(topic, p, 0) for p in parts])
+            out: list[dict[str, Any]] = []
+            last = time.monotonic()
+            deadline = last + timeout
+            while time.monotonic() < deadline and time.monotonic() - last < settle_s:
+                for m in c.consume(500, 0.2):
+                    if not m.error():
+                        out.append(serde.decode(m.value()).record)
+                        last = time.monotonic()
+            return out
+        finally:
+            c.close()
+
     def group_lag(self, group: str, topic: str) -> int:
         """End offsets minus the group's committed offsets, summed over partitions."""
         # max(0, …): a committed offset past the reported end is drained too (some brokers report the

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from infra.pipeline import LocalPipeline, PipelineOptions
 from infra.procs import wait_until
@@ -138,7 +138,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             ),
             "records_in": pipe.prometheus.query('sum(millstream_records_in_total{component="windows"})'),
         }
-        dlq = _consume_all(pipe, pipe.topics.topic_dead_letters)
+        dlq = pipe.read_topic(pipe.topics.topic_dead_letters)
         pipe.stop("windows")
         pipe.stop("sink")
         from sinks.clickhouse import ClickHouseSettings, connect
@@ -163,31 +163,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def _final_versions_seen(pipe: LocalPipeline) -> int:
     pipe.check_alive()
     return pipe.end_offsets(pipe.topics.topic_windows)
-
-
-def _consume_all(pipe: LocalPipeline, topic: str) -> list[Any]:
-    serde = Serde()
-    total = pipe.end_offsets(topic)
-    c = Consumer(
-        {
-            **pipe.kafka.librdkafka(),
-            "group.id": f"inspect-{time.time()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    c.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + 30
-    quiet_since = time.monotonic()
-    # Read to the end and then 2 s more: the reported end offset may lag the last record briefly.
-    while time.monotonic() < deadline and not (len(out) >= total and time.monotonic() - quiet_since > 2):
-        m = c.poll(0.5)
-        if m is not None and not m.error():
-            out.append(serde.decode(m.value()).record)
-            quiet_since = time.monotonic()
-    c.close()
-    return out
 
 
 def test_clickhouse_windows_equal_batch_recomputation(run: dict[str, Any]) -> None:
