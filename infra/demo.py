@@ -7,6 +7,7 @@ Prometheus scraping every component.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -57,7 +58,12 @@ def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) ->
     console = Console(stderr=True, quiet=as_json)
     started_ms = int(time.time() * 1000)
     summary: dict[str, Any] = {"duration_s": duration_s}
-    opts = PipelineOptions(data_dir=StackSettings().data_dir)
+    # Demo defaults show results within a minute; the user's MILLSTREAM_* settings win.
+    opts = PipelineOptions(
+        data_dir=StackSettings().data_dir,
+        window=os.environ.get("MILLSTREAM_STREAM_WINDOW", "tumbling:5s"),
+        extra_env={"MILLSTREAM_SPC_PHASE1_COUNT": os.environ.get("MILLSTREAM_SPC_PHASE1_COUNT", "6")},
+    )
     with LocalPipeline(opts) as pipe:
         console.print("[bold]Millstream demo[/] — starting broker, Prometheus, sink, stream worker, gateway")
         pipe.start_stack()
