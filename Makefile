@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DURATION ?= 120
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := prometheus openjdk-17-jre-headless mosquitto
+DEB_PACKAGES := prometheus prometheus-alertmanager openjdk-17-jre-headless mosquitto
 
 .PHONY: demo test setup system-deps lint bench k8s-validate docs clean
 
@@ -29,6 +29,7 @@ system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	if [ -n "$$missing" ]; then \

@@ -22,6 +22,7 @@ from schemas.config import KafkaSettings, TopicSettings
 logger = logging.getLogger(__name__)
 
 COMPONENTS = ("gateway", "windows", "sink")
+RULES = Path(__file__).resolve().parent / "prometheus" / "rules.yml"
 
 
 @dataclass
@@ -93,6 +94,7 @@ class LocalPipeline:
             self.data_dir,
             [ScrapeTarget(c, p) for c, p in self.ports.items()],
             scrape_interval_s=self.opt.scrape_interval_s,
+            rule_files=[RULES] if RULES.exists() else [],
         ).start()
 
     def _start(self, name: str, args: list[str], stdout: bool = False) -> ManagedProcess:

@@ -46,6 +46,30 @@ UP_SINCE = Gauge("millstream_process_start_time_ms", "When this component starte
 
 HealthCheck = Callable[[], bool]
 
+SPC_CHART_LABELS = {"imr": ("i", "mr"), "xbar-r": ("xbar", "r"), "xbar-s": ("xbar", "s"), "ewma": ("ewma",),
+                    "cusum": ("cusum",), "p": ("p",), "np": ("np",), "c": ("c",), "u": ("u",)}  # fmt: skip
+SPC_RULE_LABELS = {
+    "we": ("WE1", "WE2", "WE3", "WE4", "LIMIT"),
+    "nelson": (*(f"N{i}" for i in range(1, 9)), "LIMIT"),
+    "none": ("LIMIT",),
+}
+
+
+def precreate(stage: str, reasons: tuple[str, ...] = (), spc: tuple[str, str] | None = None) -> None:
+    """Create a stage's counters at 0, so rate()/increase() see the first event and panels show 0."""
+    RECORDS_IN.labels(stage)
+    RECORDS_OUT.labels(stage)
+    DECODE_ERRORS.labels(stage)
+    for reason in reasons:
+        DEAD_LETTERS.labels(stage, reason)
+    if spc is not None:
+        chart, rules = spc
+        for c in SPC_CHART_LABELS.get(chart, ()):
+            for r in SPC_RULE_LABELS.get(rules, ()):
+                SPC_SIGNALS.labels(c, r)
+    for kind in ("sensor", "machine"):
+        ANOMALY_EVENTS.labels(kind)
+
 
 class _Health:
     def __init__(self) -> None:

@@ -20,10 +20,12 @@ from typing import Any
 import faust
 
 from schemas.config import KafkaSettings, TopicSettings
+from schemas.exceptions import DECODE_ERROR, INVALID_RECORD, TOO_LATE, UNKNOWN_SCHEMA
 from schemas.serde import Serde
-from sinks.metrics import CONSUMER_LAG
+from sinks.metrics import CONSUMER_LAG, WATERMARK, precreate
 from streams.config import StreamSettings
 from streams.pipeline import STAGE, Outputs, PartitionProcessor, now_ms
+from streams.spc.config import SpcSettings
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ def create_app(
     enc_spc = serde.encoder("SpcSignal", topics.topic_spc_signals)
     enc_anomaly = serde.encoder("AnomalyEvent", topics.topic_anomalies)
     processors: dict[int, PartitionProcessor] = {}
+    spc = SpcSettings()
+    precreate(STAGE, (DECODE_ERROR, UNKNOWN_SCHEMA, INVALID_RECORD, TOO_LATE), (spc.chart, spc.rules))
     positions: dict[int, int] = {}
 
     async def publish(out: Outputs) -> None:
@@ -178,6 +182,9 @@ def create_app(
             last_wm = proc.op.watermark
             await publish(proc.on_idle(wall))
             persist(proc, last_wm)
+        started = [p.op.watermark for p in processors.values() if p.op.watermark > 0]
+        if started:  # the slowest partition is the job's watermark
+            WATERMARK.labels(STAGE).set(min(started))
         for tp in app.consumer.assignment():
             if tp.topic != topics.topic_readings:
                 continue

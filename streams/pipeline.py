@@ -22,7 +22,6 @@ from sinks.metrics import (
     RECORDS_IN,
     RECORDS_OUT,
     SPC_SIGNALS,
-    WATERMARK,
 )
 from streams.config import StreamSettings
 from streams.exceptions import InvalidRecord
@@ -168,7 +167,6 @@ class PartitionProcessor:
             self.meta[k] = (r["plant"], r["line"], r["unit"])
             for e in self.op.process(k, r["event_time"], r["value"], now_ms=wall):
                 self._route(e, out, wall, r)
-        WATERMARK.labels(STAGE).set(self.op.watermark)
         return out
 
     def on_idle(self, wall_ms: int | None = None) -> Outputs:
