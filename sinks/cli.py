@@ -1,4 +1,4 @@
-"""``millstream sink``, ``millstream migrate`` and ``millstream sql``.
+"""``millstream sink``, ``migrate``, ``sql``, ``metadata load`` and ``rollups rebuild``.
 
 Cheap to import: the ClickHouse and Kafka clients are imported inside the commands.
 """
@@ -6,16 +6,13 @@ Cheap to import: the ClickHouse and Kafka clients are imported inside the comman
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from decimal import Decimal
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -25,17 +22,19 @@ _READ_PREFIXES = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXIS
 def register(subparsers: Any) -> None:
     sink = subparsers.add_parser(
         "sink",
-        help="write window aggregates and dead letters from Kafka into ClickHouse",
-        description="Consume the windows and dead-letters topics and write them into ClickHouse "
-        "(embedded by default: MILLSTREAM_CLICKHOUSE_URL unset). Offsets are committed after each "
-        "written batch. SIGTERM/Ctrl-C flush the pending batch, commit and exit 0.",
+        help="write windows, SPC signals, anomalies and dead letters from Kafka into ClickHouse",
+        description="Consume the windows, dead-letters, SPC-signals and anomalies topics (and readings "
+        "with MILLSTREAM_SINK_RAW_READINGS=true) and write them into ClickHouse (embedded by default: "
+        "MILLSTREAM_CLICKHOUSE_URL unset). Offsets are committed after each written batch. "
+        "SIGTERM/Ctrl-C flush the pending batch, commit and exit 0.",
     )
     sink.add_argument(
         "--metrics-port",
         type=int,
         default=None,
         metavar="P",
-        help="serve /metrics, /healthz, /readyz on port P (default: MILLSTREAM_SINK_METRICS_PORT)",
+        help="serve /metrics, /healthz, /readyz and POST /alertmanager (Alertmanager webhook) on port P "
+        "(default: MILLSTREAM_SINK_METRICS_PORT)",
     )
     sink.add_argument(
         "--exit-when-idle",
@@ -50,14 +49,17 @@ def register(subparsers: Any) -> None:
         metavar="G",
         help="consumer group id (default MILLSTREAM_SINK_GROUP_ID or millstream-sink)",
     )
-    sink.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations at start")
+    sink.add_argument(
+        "--no-migrate", action="store_true", help="do not apply pending migrations and TTLs at start"
+    )
     sink.set_defaults(func=run_sink)
 
     mig = subparsers.add_parser(
         "migrate",
         help="apply pending ClickHouse migrations (idempotent)",
-        description="Apply the versioned DDL in infra/clickhouse/migrations that the database lacks; "
-        "applied versions are recorded in schema_migrations.",
+        description="Apply the versioned DDL in infra/clickhouse/migrations that the database lacks "
+        "(recorded in schema_migrations), (re)create changed views of infra/clickhouse/views, and set "
+        "each table's TTL from the MILLSTREAM_CLICKHOUSE_TTL_* settings.",
     )
     mig.add_argument("--status", action="store_true", help="only list migrations and their state")
     mig.set_defaults(func=run_migrate)
@@ -77,14 +79,48 @@ def register(subparsers: Any) -> None:
     )
     sql.set_defaults(func=run_sql)
 
+    meta = subparsers.add_parser(
+        "metadata", help="machine/sensor metadata in ClickHouse", description="Machine/sensor metadata."
+    )
+    meta_sub = meta.add_subparsers(dest="metadata_command", required=True, metavar="COMMAND")
+    load = meta_sub.add_parser(
+        "load",
+        help="load a CSV of machines and sensors into the machines table (idempotent)",
+        description="Columns: plant, line, machine_id, sensor (required), unit, lsl, usl, description. "
+        "Loading again replaces the rows of the machines/sensors in the file.",
+    )
+    load.add_argument("file", type=Path, help="the CSV file (with a header row)")
+    load.set_defaults(func=run_metadata_load)
+
+    rollups = subparsers.add_parser(
+        "rollups", help="1 min / 1 h / 1 day rollups", description="Maintain the rollup tables."
+    )
+    rollups_sub = rollups.add_subparsers(dest="rollups_command", required=True, metavar="COMMAND")
+    rebuild = rollups_sub.add_parser(
+        "rebuild",
+        help="recompute whole days of rollups exactly from window_aggregates FINAL",
+        description="Delete the days' rows of rollup_1m/1h/1d and recompute them from the final windows "
+        "(late updates included, replay duplicates removed). Run it for complete days.",
+    )
+    rebuild.add_argument("--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD")
+    rebuild.add_argument("--to", dest="last", type=_day, required=True, metavar="YYYY-MM-DD")
+    rebuild.set_defaults(func=run_rollups_rebuild)
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"{text!r} is not a date (YYYY-MM-DD)"
+        raise argparse.ArgumentTypeError(msg) from exc
+
 
 # ------------------------------------------------------------------------------------------ commands
 def run_sink(args: argparse.Namespace) -> int:
     from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
+    from sinks.alerts import AlertReceiver, serve
     from sinks.clickhouse import connect
     from sinks.config import ClickHouseSettings, SinkSettings
-    from sinks.metrics import serve
-    from sinks.migrations import migrate
     from sinks.runner import SinkRunner
 
     ch = ClickHouseSettings()
@@ -97,9 +133,11 @@ def run_sink(args: argparse.Namespace) -> int:
     client = connect(ch)
     try:
         if sink.auto_migrate and not args.no_migrate:
-            for mig in migrate(client):
-                print(f"applied migration {mig.version:04d}_{mig.name}", file=sys.stderr)
-        server = serve(sink.metrics_port, stage="sink") if sink.metrics_port is not None else None
+            for line in _migrate(client, ch):
+                print(line, file=sys.stderr)
+        server = None
+        if sink.metrics_port is not None:
+            server = serve(sink.metrics_port, AlertReceiver(client, ch))
         runner = SinkRunner(
             client,
             clickhouse=ch,
@@ -126,33 +164,60 @@ def run_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(client: Any, settings: Any) -> list[str]:
+    """Migrations, views and TTLs; one line per change."""
+    from sinks.migrations import Migration, migrate
+    from sinks.retention import apply_retention
+
+    lines = []
+    for done in migrate(client):
+        if isinstance(done, Migration):
+            lines.append(f"applied {done.version:04d}_{done.name}")
+        else:
+            lines.append(f"applied view file {done.file} ({', '.join(done.views)})")
+    for change in apply_retention(client, settings):
+        before = f"{change.before} days" if change.before is not None else "none"
+        after = f"{change.after} days" if change.after is not None else "none"
+        lines.append(f"TTL of {change.table}: {before} -> {after}")
+    return lines
+
+
 def run_migrate(args: argparse.Namespace) -> int:
     from sinks.clickhouse import connect
-    from sinks.migrations import migrate, status
+    from sinks.config import ClickHouseSettings
+    from sinks.migrations import status, view_status
+    from sinks.retention import current_ttls
 
-    client = connect()
+    settings = ClickHouseSettings()
+    client = connect(settings)
     try:
         if args.status:
             for st in status(client):
                 print(f"{st.version:04d}  {st.name:<32} {st.state}")
+            for file, state in view_status(client):
+                print(f"view  {file:<32} {state}")
+            for table, days in current_ttls(client).items():
+                shown = "none" if days is None else "unmanaged" if days < 0 else f"{days} days"
+                print(f"ttl   {table:<32} {shown}")
             return 0
-        applied = migrate(client)
-        for mig in applied:
-            print(f"applied {mig.version:04d}_{mig.name}")
-        if not applied:
-            print("schema up to date")
+        lines = _migrate(client, settings)
+        print("\n".join(lines) if lines else "schema up to date")
         return 0
     finally:
         client.close()
 
 
 def run_sql(args: argparse.Namespace) -> int:
-    from sinks.clickhouse import connect
+    from sinks.clickhouse import connect, error_text
     from sinks.exceptions import SinkError
+    from sinks.output import write_result
 
     client = connect()
     try:
-        statement = args.query.strip().rstrip(";")
+        statement = args.query.strip().rstrip(";").strip()
+        if not statement:
+            msg = "no SQL statement given"
+            raise SinkError(msg)
         try:
             if statement.lstrip("( \n\t").upper().startswith(_READ_PREFIXES):
                 result = client.query(statement)
@@ -162,7 +227,7 @@ def run_sql(args: argparse.Namespace) -> int:
                 print("OK")
                 return 0
         except Exception as exc:
-            msg = f"query failed: {exc}"
+            msg = f"query failed: {error_text(exc)}"
             raise SinkError(msg) from exc
     finally:
         client.close()
@@ -170,64 +235,32 @@ def run_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------ output
-def write_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, out: TextIO) -> None:
-    """Print a result as an aligned table, CSV (with header) or a JSON array of objects."""
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([[_text(v, csv_null="") for v in row] for row in rows])
-    elif fmt == "json":
-        json.dump([dict(zip(columns, map(_json_value, row), strict=True)) for row in rows], out, indent=2)
-        out.write("\n")
-    else:
-        out.write(format_table(columns, rows))
+def run_metadata_load(args: argparse.Namespace) -> int:
+    from sinks.clickhouse import connect
+    from sinks.metadata import load
+    from sinks.migrations import migrate
+
+    client = connect()
+    try:
+        migrate(client)  # the machines table may be new
+        count = load(client, args.file)
+    finally:
+        client.close()
+    print(f"loaded {count} machine/sensor row(s) from {args.file}")
+    return 0
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """An aligned text table; numbers right-aligned, NULL for missing values, a row count footer."""
-    cells = [[_text(v).replace("\n", "\\n") for v in row] for row in rows]
-    widths = [len(c) for c in columns]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [
-        bool(rows) and all(_is_number(r[i]) or r[i] is None for r in rows) for i in range(len(columns))
-    ]
+def run_rollups_rebuild(args: argparse.Namespace) -> int:
+    from sinks.clickhouse import connect
+    from sinks.rollups import rebuild
 
-    def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return " | ".join(parts).rstrip()
-
-    lines = [line(list(columns)), "-+-".join("-" * w for w in widths)]
-    lines += [line(row) for row in cells]
-    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(lines) + "\n"
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float | Decimal) and not isinstance(v, bool)
-
-
-def _text(v: Any, csv_null: str = "NULL") -> str:
-    if v is None:
-        return csv_null
-    if isinstance(v, bytes):
-        return v.decode("utf-8", errors="backslashreplace")
-    if isinstance(v, dt.datetime):
-        return v.isoformat(sep=" ", timespec="milliseconds")
-    return str(v)
-
-
-def _json_value(v: Any) -> Any:
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_value(x) for x in v]
-    if isinstance(v, dt.datetime):
-        return v.isoformat(timespec="milliseconds")
-    return _text(v)
+    client = connect()
+    try:
+        windows = rebuild(client, args.first, args.last)
+    finally:
+        client.close()
+    print(f"rebuilt rollups of {args.first}..{args.last} from {windows} window(s)")
+    return 0
 
 
 def _install_stop_signals(stop: Any) -> Any:

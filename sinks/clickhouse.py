@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import struct
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClickHouseSettings", "backoff_seconds", "classify_error", "connect", "quote_identifier"]
+__all__ = [
+    "ClickHouseSettings",
+    "backoff_seconds",
+    "classify_error",
+    "connect",
+    "error_text",
+]
 
 # ClickHouse error codes worth another attempt: the same insert can succeed later (timeouts, network,
 # too many parts, memory, replicas/keeper, unknown status of insert).
@@ -56,12 +63,6 @@ _LOCKED = "Error initializing EmbeddedServer"
 _OTHER_PATH = "already initialized with path"
 
 
-def quote_identifier(name: str) -> str:
-    """Backtick-quote a ClickHouse identifier (database or table name from configuration)."""
-    escaped = name.replace("\\", "\\\\").replace("`", "\\`")
-    return f"`{escaped}`"
-
-
 def connect(settings: ClickHouseSettings | None = None, *, create_database: bool = True) -> Client:
     """A clickhouse-connect client on the configured database, created first when missing.
 
@@ -72,7 +73,7 @@ def connect(settings: ClickHouseSettings | None = None, *, create_database: bool
     database = settings.resolved_database()
     try:
         if create_database:
-            client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+            client.command("CREATE DATABASE IF NOT EXISTS {db:Identifier}", parameters={"db": database})
         client.database = database
         client.command("SELECT 1")
     except Exception as exc:
@@ -150,6 +151,26 @@ def _scrub(text: str, settings: ClickHouseSettings) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+_CODE_RE = re.compile(r"Code: (?P<code>\d+)\. DB::Exception: ")
+_VERSION_RE = re.compile(r"\s*\(version \d[^\n]*\s*$")
+
+
+def error_text(exc: BaseException) -> str:
+    """ClickHouse's own message of a failed query, without driver wrapping or the server version.
+
+    ``Code: 47. DB::Exception: Unknown expression identifier `nope` … (UNKNOWN_IDENTIFIER)`` becomes
+    ``ClickHouse error 47: Unknown expression identifier `nope` … (UNKNOWN_IDENTIFIER)``. Other
+    errors (network, driver) are returned as ``Type: message``.
+    """
+    text = str(exc)
+    matches = list(_CODE_RE.finditer(text))
+    if not matches:
+        return f"{type(exc).__name__}: {text}".strip()
+    last = matches[-1]
+    detail = _VERSION_RE.sub("", text[last.end() :]).replace("\n FORMAT Native", "").strip()
+    return f"ClickHouse error {last['code']}: {detail}"
 
 
 def classify_error(exc: BaseException) -> str:

@@ -57,9 +57,10 @@ class ClickHouseSettings(BaseSettings):
         description="MILLSTREAM_CLICKHOUSE_BATCH_ROWS: the writer flushes when this many rows are pending.",
     )
     batch_age_ms: int = Field(
-        1000,
+        500,
         ge=0,
-        description="MILLSTREAM_CLICKHOUSE_BATCH_AGE_MS: ...or when the oldest pending row is this old.",
+        description="MILLSTREAM_CLICKHOUSE_BATCH_AGE_MS: ...or when the oldest pending row is this old "
+        "(the main part of the window-close to row-visible latency).",
     )
     max_retries: int = Field(
         6,
@@ -78,6 +79,44 @@ class ClickHouseSettings(BaseSettings):
         ge=0,
         description="MILLSTREAM_CLICKHOUSE_MAX_PARTITIONS_PER_INSERT: max daily partitions one insert may "
         "touch (ClickHouse's default of 100 breaks replays of months of history); 0 = no limit.",
+    )
+
+    ttl_readings_days: int = Field(
+        7,
+        ge=0,
+        description="MILLSTREAM_CLICKHOUSE_TTL_READINGS_DAYS: retention of raw readings (by event time); "
+        "0 = keep forever. Applied by `millstream migrate` and at sink start.",
+    )
+    ttl_windows_days: int = Field(
+        90,
+        ge=0,
+        description="MILLSTREAM_CLICKHOUSE_TTL_WINDOWS_DAYS: retention of window_aggregates "
+        "(by window_start); 0 = keep forever.",
+    )
+    ttl_rollup_1m_days: int = Field(
+        180,
+        ge=0,
+        description="MILLSTREAM_CLICKHOUSE_TTL_ROLLUP_1M_DAYS: retention of rollup_1m; 0 = forever.",
+    )
+    ttl_rollup_1h_days: int = Field(
+        730,
+        ge=0,
+        description="MILLSTREAM_CLICKHOUSE_TTL_ROLLUP_1H_DAYS: retention of rollup_1h; 0 = forever.",
+    )
+    ttl_rollup_1d_days: int = Field(
+        0, ge=0, description="MILLSTREAM_CLICKHOUSE_TTL_ROLLUP_1D_DAYS: retention of rollup_1d; 0 = forever."
+    )
+    ttl_events_days: int = Field(
+        365,
+        ge=0,
+        description="MILLSTREAM_CLICKHOUSE_TTL_EVENTS_DAYS: retention of spc_signals, anomalies and alerts; "
+        "0 = keep forever.",
+    )
+    ttl_dead_letters_days: int = Field(
+        30,
+        ge=0,
+        description="MILLSTREAM_CLICKHOUSE_TTL_DEAD_LETTERS_DAYS: retention of dead_letters (by failed_at); "
+        "0 = keep forever.",
     )
 
     @field_validator("url")
@@ -173,8 +212,20 @@ class SinkSettings(BaseSettings):
     )
     metrics_port: int | None = Field(
         None,
-        description="MILLSTREAM_SINK_METRICS_PORT: serve /metrics, /healthz, /readyz on this port; "
-        "unset = no endpoint.",
+        description="MILLSTREAM_SINK_METRICS_PORT: serve /metrics, /healthz, /readyz and the Alertmanager "
+        "webhook POST /alertmanager on this port; unset = no endpoint.",
+    )
+    raw_readings: bool = Field(
+        False,
+        description="MILLSTREAM_SINK_RAW_READINGS: also consume the readings topic into the readings table "
+        "(short TTL: MILLSTREAM_CLICKHOUSE_TTL_READINGS_DAYS).",
+    )
+    max_pending_rows: int = Field(
+        20_000,
+        ge=1,
+        description="MILLSTREAM_SINK_MAX_PENDING_ROWS: backpressure high-water mark. Above this many rows "
+        "buffered or being inserted, consumption pauses (it also pauses while an insert is retried) and "
+        "resumes once the backlog is down to half of it.",
     )
     lag_interval_s: float = Field(
         2.0, gt=0, description="MILLSTREAM_SINK_LAG_INTERVAL_S: how often the consumer-lag gauge is updated."

@@ -1,4 +1,4 @@
-"""Versioned ClickHouse DDL, applied in order and recorded in ``schema_migrations``.
+"""Versioned ClickHouse DDL, applied in order and recorded in ``schema_migrations``; analyst views.
 
 Migrations are the files ``infra/clickhouse/migrations/NNNN_name.sql`` (shipped as package data).
 A file holds one or more statements, each ending with ``;`` at the end of a line; ``--`` lines are
@@ -8,6 +8,11 @@ ClickHouse DDL is not transactional, so every statement must be idempotent on it
 (``CREATE TABLE IF NOT EXISTS``, ``ADD COLUMN IF NOT EXISTS`` ...): a migration interrupted half way
 is simply applied again. A migration is recorded only after all its statements succeeded.
 Applied files must not change; a changed checksum is reported by :func:`status` and logged.
+
+Views are different: ``infra/clickhouse/views/NN_name.sql`` hold only ``CREATE OR REPLACE VIEW``
+statements and are *repeatable*: after the versioned migrations, a view file is applied again
+whenever its text changed (or one of its views is missing), in file-name order. Their checksums are
+recorded in ``schema_views``. Edit a view in place; never put a table in a view file.
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "schema_migrations"
+VIEWS_TABLE = "schema_views"
 _FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+_VIEW_FILE_RE = re.compile(r"^(?P<order>\d{2})_(?P<name>[a-z0-9_]+)\.sql$")
+_VIEW_RE = re.compile(r"^CREATE\s+OR\s+REPLACE\s+VIEW\s+`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)`?\s", re.I)
 
-_CREATE_TABLE = f"""
-CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations
 (
     version    UInt32,
     name       String,
@@ -41,6 +49,16 @@ CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}
 )
 ENGINE = ReplacingMergeTree(applied_at)
 ORDER BY version
+"""
+_CREATE_VIEWS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_views
+(
+    file       String,
+    checksum   String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY file
 """
 
 
@@ -64,9 +82,24 @@ class MigrationStatus:
     applied_at_ms: int | None = None
 
 
+@dataclass(frozen=True)
+class ViewFile:
+    """One repeatable view file and the views it creates."""
+
+    file: str
+    views: tuple[str, ...]
+    statements: tuple[str, ...]
+    checksum: str
+
+
 def default_directory() -> Path:
     """``infra/clickhouse/migrations`` inside the installed (or checked-out) package tree."""
     return Path(str(resources.files("infra"))) / "clickhouse" / "migrations"
+
+
+def default_views_directory() -> Path:
+    """``infra/clickhouse/views`` inside the installed (or checked-out) package tree."""
+    return Path(str(resources.files("infra"))) / "clickhouse" / "views"
 
 
 def split_statements(text: str) -> list[str]:
@@ -119,9 +152,8 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 
 def _applied(client: Client) -> dict[int, tuple[str, str, int]]:
     client.command(_CREATE_TABLE)
-    # MIGRATIONS_TABLE is a constant of this module, not input.
     result = client.query(
-        f"SELECT version, name, checksum, toUnixTimestamp64Milli(applied_at) FROM {MIGRATIONS_TABLE} FINAL"  # noqa: S608
+        "SELECT version, name, checksum, toUnixTimestamp64Milli(applied_at) FROM schema_migrations FINAL"
     )
     return {int(v): (str(n), str(c), int(t)) for v, n, c, t in result.result_rows}
 
@@ -145,15 +177,20 @@ def status(client: Client, directory: Path | None = None) -> list[MigrationStatu
     return sorted(out, key=lambda s: s.version)
 
 
-def migrate(client: Client, directory: Path | None = None) -> list[Migration]:
-    """Apply pending migrations in version order; returns those applied now (empty = up to date)."""
+def migrate(
+    client: Client, directory: Path | None = None, views_directory: Path | None = None
+) -> list[Migration | ViewFile]:
+    """Apply pending migrations in version order, then new or changed view files.
+
+    Returns what was applied now (empty = up to date).
+    """
     migrations = load_migrations(directory)
     try:
         applied = _applied(client)
     except Exception as exc:
         msg = f"cannot read {MIGRATIONS_TABLE}: {exc}"
         raise SinkError(msg) from exc
-    done: list[Migration] = []
+    done: list[Migration | ViewFile] = []
     for mig in migrations:
         rec = applied.get(mig.version)
         if rec is not None:
@@ -165,14 +202,88 @@ def migrate(client: Client, directory: Path | None = None) -> list[Migration]:
                     mig.name,
                 )
             continue
-        for i, statement in enumerate(mig.statements, 1):
-            try:
-                client.command(statement)
-            except Exception as exc:
-                msg = f"migration {mig.version:04d}_{mig.name} statement {i} failed: {exc}"
-                raise SinkError(msg) from exc
+        _run(client, mig.statements, f"migration {mig.version:04d}_{mig.name}")
         row: list[Any] = [mig.version, mig.name, mig.checksum, int(time.time() * 1000)]
         client.insert(MIGRATIONS_TABLE, [row], column_names=["version", "name", "checksum", "applied_at"])
         logger.info("applied migration %04d_%s", mig.version, mig.name)
         done.append(mig)
+    done.extend(apply_views(client, views_directory))
+    return done
+
+
+def _run(client: Client, statements: tuple[str, ...], what: str) -> None:
+    for i, statement in enumerate(statements, 1):
+        try:
+            client.command(statement)
+        except Exception as exc:
+            msg = f"{what} statement {i} failed: {exc}"
+            raise SinkError(msg) from exc
+
+
+# ------------------------------------------------------------------------------------------ views
+def load_views(directory: Path | None = None) -> list[ViewFile]:
+    """Every view file in ``directory``, in file-name order."""
+    directory = directory or default_views_directory()
+    if not directory.is_dir():
+        return []
+    out: list[ViewFile] = []
+    for path in sorted(directory.glob("*.sql")):
+        if not _VIEW_FILE_RE.match(path.name):
+            msg = f"view file {path.name} is not named NN_lower_snake_name.sql"
+            raise SinkError(msg)
+        text = path.read_text(encoding="utf-8")
+        statements = tuple(split_statements(text))
+        views = []
+        for statement in statements:
+            m = _VIEW_RE.match(statement)
+            if m is None:
+                msg = f"{path.name}: a view file holds only CREATE OR REPLACE VIEW statements"
+                raise SinkError(msg)
+            views.append(m["name"])
+        if not statements:
+            msg = f"view file {path.name} has no statements"
+            raise SinkError(msg)
+        checksum = hashlib.sha256(text.encode()).hexdigest()
+        out.append(ViewFile(path.stem, tuple(views), statements, checksum))
+    return out
+
+
+def _applied_views(client: Client) -> dict[str, str]:
+    client.command(_CREATE_VIEWS_TABLE)
+    rows = client.query("SELECT file, checksum FROM schema_views FINAL").result_rows
+    return {str(f): str(c) for f, c in rows}
+
+
+def _existing_views(client: Client) -> set[str]:
+    rows = client.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'View'"
+    ).result_rows
+    return {str(r[0]) for r in rows}
+
+
+def view_status(client: Client, directory: Path | None = None) -> list[tuple[str, str]]:
+    """(file, state) of every view file: applied, pending (new, changed or a view missing)."""
+    recorded, existing = _applied_views(client), _existing_views(client)
+    return [
+        (vf.file, "applied" if _current(vf, recorded, existing) else "pending")
+        for vf in load_views(directory)
+    ]
+
+
+def _current(vf: ViewFile, recorded: dict[str, str], existing: set[str]) -> bool:
+    return recorded.get(vf.file) == vf.checksum and set(vf.views) <= existing
+
+
+def apply_views(client: Client, directory: Path | None = None) -> list[ViewFile]:
+    """(Re)create the views of every new or changed view file; returns the files applied now."""
+    recorded, existing = _applied_views(client), _existing_views(client)
+    done: list[ViewFile] = []
+    for vf in load_views(directory):
+        if _current(vf, recorded, existing):
+            continue
+        _run(client, vf.statements, f"view file {vf.file}")
+        row: list[Any] = [vf.file, vf.checksum, int(time.time() * 1000)]
+        client.insert(VIEWS_TABLE, [row], column_names=["file", "checksum", "applied_at"])
+        logger.info("applied view file %s (%s)", vf.file, ", ".join(vf.views))
+        done.append(vf)
     return done

@@ -1,11 +1,17 @@
 """The Kafka → ClickHouse consumer loop.
 
-Reads the windows and dead-letters topics with a consumer group (auto-commit off), decodes each
-value with :class:`~schemas.serde.Serde` and hands rows to the :class:`~sinks.writer.BatchWriter`.
-When the batch is due it is written, and only then are its offsets committed: a crash between
-write and commit replays the batch, and the idempotent writer turns at-least-once into effectively
-once. Values that cannot be decoded, or carry a schema that does not belong in the sink, are stored
-in ``dead_letters`` (stage ``sink``) with the reason; nothing is dropped.
+Reads the windows, dead-letters, SPC-signals and anomalies topics (and the readings topic when
+``MILLSTREAM_SINK_RAW_READINGS`` is on) with a consumer group (auto-commit off), decodes each value
+with :class:`~schemas.serde.Serde` and routes it by its schema name (:data:`sinks.tables.ROUTES`)
+to the :class:`~sinks.writer.BatchWriter`. When the batch is due it is written on a writer thread
+while the loop keeps consuming into the next one; only once it is written are its offsets
+committed: a crash between write and commit replays the batch, and the idempotent writer turns
+at-least-once into effectively once. One batch is written at a time. Values that cannot be
+decoded, or carry a schema that does not belong on their topic, are stored in ``dead_letters``
+(stage ``sink``) with the reason; nothing is dropped.
+
+Backpressure (:mod:`sinks.flow`): consumption pauses while an insert is retried or the rows behind
+exceed ``MILLSTREAM_SINK_MAX_PENDING_ROWS``, and resumes once the writer caught up.
 
 Stops on :meth:`SinkRunner.stop` (the CLI calls it on SIGTERM/SIGINT) or after ``exit_when_idle``
 seconds without records; either way the pending batch is flushed and committed before the consumer
@@ -19,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +33,10 @@ from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
 from schemas.exceptions import DecodeError
 from sinks.config import ClickHouseSettings, SinkSettings
 from sinks.exceptions import SinkError
+from sinks.flow import FlowControl
 from sinks.metrics import CONSUMER_LAG, DEAD_LETTERS, DECODE_ERRORS, RECORDS_IN, add_readiness_check
 from sinks.sink_metrics import SINK_COMMITS
-from sinks.tables import DEAD_LETTERS as DEAD_LETTERS_TABLE
-from sinks.tables import WINDOW_AGGREGATES, Source, TableSpec
+from sinks.tables import ROUTES, Source
 from sinks.writer import STAGE, BatchWriter, FlushResult
 
 if TYPE_CHECKING:
@@ -38,11 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Which table a decoded record goes to, by schema full name.
-ROUTES: dict[str, TableSpec] = {
-    "millstream.WindowAggregate": WINDOW_AGGREGATES,
-    "millstream.DeadLetter": DEAD_LETTERS_TABLE,
-}
+READING_SCHEMAS = ("millstream.Reading", "millstream.MachineScan")
 
 
 @dataclass
@@ -54,6 +57,8 @@ class RunStats:
     dead_letters: int = 0
     flushes: int = 0
     commits: int = 0
+    pauses: int = 0
+    resumes: int = 0
 
 
 class SinkRunner:
@@ -70,6 +75,7 @@ class SinkRunner:
         serde_settings: SerdeSettings | None = None,
         exit_when_idle: float | None = None,
         after_write: Callable[[FlushResult], None] | None = None,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] | None = None,
     ) -> None:
         from schemas.serde import Serde
 
@@ -81,18 +87,27 @@ class SinkRunner:
         self.serde = Serde(serde_settings)
         self.exit_when_idle = exit_when_idle
         self.after_write = after_write  # runs after a batch is written, before its offsets are committed
+        self.consumer_factory = consumer_factory
         self.writer = BatchWriter(client, self.clickhouse)
+        self.flow = FlowControl(self.sink.max_pending_rows)
         self.stats = RunStats()
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: Future[FlushResult] | None = None
         self._last_activity = time.monotonic()
         self._assigned = False
         self._failed = False
         self._next_lag = 0.0
-        self._expected = {
-            self.topics.topic_windows: "millstream.WindowAggregate",
-            self.topics.topic_dead_letters: "millstream.DeadLetter",
+        # The schemas each topic may carry; anything else on it is a dead letter.
+        self._expected: dict[str, tuple[str, ...]] = {
+            self.topics.topic_windows: ("millstream.WindowAggregate",),
+            self.topics.topic_dead_letters: ("millstream.DeadLetter",),
+            self.topics.topic_spc_signals: ("millstream.SpcSignal",),
+            self.topics.topic_anomalies: ("millstream.AnomalyEvent",),
         }
+        if self.sink.raw_readings:
+            self._expected[self.topics.topic_readings] = READING_SCHEMAS
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -115,6 +130,9 @@ class SinkRunner:
             "enable.auto.commit": False,
             "auto.offset.reset": self.sink.auto_offset_reset,
             "session.timeout.ms": self.kafka.kafka_session_timeout_ms,
+            # Several heartbeats per session, also with the short sessions of tests and demos
+            # (librdkafka's default interval of 3 s exceeds a 2 s session).
+            "heartbeat.interval.ms": max(100, self.kafka.kafka_session_timeout_ms // 3),
             "enable.partition.eof": False,
             "fetch.wait.max.ms": self.sink.fetch_wait_max_ms,
         }
@@ -125,11 +143,13 @@ class SinkRunner:
 
         add_readiness_check("clickhouse", self._clickhouse_ready)
         try:
-            consumer = Consumer(self.consumer_config())
+            factory = self.consumer_factory or Consumer
+            consumer = factory(self.consumer_config())
         except KafkaException as exc:
             msg = f"cannot create the Kafka consumer: {exc}"
             raise SinkError(msg) from exc
         self._consumer = consumer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         consumer.subscribe(
             self.subscriptions(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -138,15 +158,22 @@ class SinkRunner:
         clean = False
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(self.sink.max_poll_records, self.sink.poll_timeout_ms / 1000)
+                self._reap(wait=False)
+                self._backpressure()
+                # Poll more often while a batch is being written: its commit waits for the next turn.
+                timeout = self.sink.poll_timeout_ms / 1000
+                if self._inflight is not None:
+                    timeout = min(timeout, 0.02)
+                messages = consumer.consume(self.sink.max_poll_records, timeout)
                 if messages:
                     self._handle(messages)
-                if self.writer.due():
-                    self._flush_and_commit()
+                if self._inflight is None and self.writer.pending and (self.writer.due() or self.flow.paused):
+                    self._start_write()
                 self._update_lag()
                 if self._idle():
                     logger.info("no records for %.1fs; stopping", self.exit_when_idle)
                     break
+            self._reap(wait=True)
             self._flush_and_commit()
             clean = True
         finally:
@@ -154,10 +181,13 @@ class SinkRunner:
                 # Leave the batch unwritten and uncommitted: the next run replays it.
                 self._failed = True
                 logger.error("sink stopping on an error; pending offsets are not committed")
+            self._pool.shutdown(wait=True)
+            self.stats.pauses, self.stats.resumes = self.flow.stats.pauses, self.flow.stats.resumes
             try:
                 consumer.close()
             finally:
                 self._consumer = None
+                self.flow.closed()
         return self.stats
 
     def _idle(self) -> bool:
@@ -166,7 +196,7 @@ class SinkRunner:
         Before the first assignment the wait is longer: a restarted member may have to wait for the
         previous (crashed) member's session to expire before the group hands out partitions.
         """
-        if self.exit_when_idle is None or self.writer.pending:
+        if self.exit_when_idle is None or self.writer.pending or self._inflight is not None:
             return False
         limit = self.exit_when_idle
         if not self._assigned:
@@ -200,15 +230,24 @@ class SinkRunner:
             DECODE_ERRORS.labels(STAGE).inc()
             self._dead_letter(exc.code, exc.reason, source)
             return
-        expected = self._expected.get(topic)
-        table = ROUTES.get(decoded.name)
-        if table is None or (expected is not None and decoded.name != expected):
-            reason = f"{decoded.name} records do not belong on topic {topic} (expected {expected})"
+        expected = self._expected.get(topic, ())
+        route = ROUTES.get(decoded.name)
+        if route is None or decoded.name not in expected:
+            wanted = " or ".join(expected) or "nothing"
+            reason = f"{decoded.name} records do not belong on topic {topic} (expected {wanted})"
             self._dead_letter("invalid_record", reason, source)
             return
-        if not self.writer.add(table, decoded.record, source):
-            self.stats.dead_letters += 1
-            DEAD_LETTERS.labels(STAGE, "invalid_record").inc()
+        try:
+            records = route.records(decoded.record)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._dead_letter("invalid_record", f"cannot expand {decoded.name}: {exc}", source)
+            return
+        if not records:
+            self.writer.track(source)
+        for record in records:
+            if not self.writer.add(route.table, record, source):
+                self.stats.dead_letters += 1
+                DEAD_LETTERS.labels(STAGE, "invalid_record").inc()
 
     def _dead_letter(self, code: str, reason: str, source: Source) -> None:
         self.writer.add_dead_letter(code, reason, source)
@@ -216,10 +255,32 @@ class SinkRunner:
         DEAD_LETTERS.labels(STAGE, code).inc()
 
     # ------------------------------------------------------------------ write + commit
+    def _start_write(self) -> None:
+        """Write the pending batch on the writer thread; the loop goes on buffering the next one."""
+        assert self._pool is not None
+        batch = self.writer.take()
+        self._inflight = self._pool.submit(self.writer.write, batch)
+
+    def _reap(self, wait: bool) -> None:
+        """Commit a batch the writer thread finished (raises its SinkError when it failed)."""
+        future = self._inflight
+        if future is None or (not wait and not future.done()):
+            return
+        self._inflight = None
+        self._written(future.result())
+
+    def _backpressure(self) -> None:
+        if self._consumer is not None:
+            self.flow.update(self._consumer, self.writer.backlog_rows, self.writer.retrying.is_set())
+
     def _flush_and_commit(self) -> None:
+        """Write everything pending now, on this thread, and commit it."""
+        self._reap(wait=True)
         if not self.writer.pending:
             return
-        result = self.writer.flush()
+        self._written(self.writer.flush())
+
+    def _written(self, result: FlushResult) -> None:
         self.stats.flushes += 1
         self.stats.written += result.written
         if result.rejected:
@@ -255,7 +316,12 @@ class SinkRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Write and commit what we hold before another member takes these partitions over.
         if not self._failed:
-            self._flush_and_commit()
+            try:
+                self._flush_and_commit()
+            except SinkError:
+                self._failed = True
+                raise
+        self.flow.forget(partitions)
         for p in partitions:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(STAGE, p.topic, str(p.partition))
@@ -263,7 +329,13 @@ class SinkRunner:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Offsets can no longer be committed; writing is still safe (idempotent), a replay follows.
         logger.warning("partitions lost: %s", [(p.topic, p.partition) for p in partitions])
-        if self.writer.pending and not self._failed:
+        self.flow.forget(partitions)
+        if self._failed:
+            return
+        future, self._inflight = self._inflight, None
+        if future is not None:
+            future.result()
+        if self.writer.pending:
             self.writer.flush()
 
     # ------------------------------------------------------------------ observability

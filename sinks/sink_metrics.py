@@ -28,5 +28,16 @@ SINK_REJECTED = Counter(
     "Rows ClickHouse (or the client) refused, sent to dead_letters instead, by table.",
     ["table"],
 )
-SINK_PENDING_ROWS = Gauge("millstream_sink_pending_rows", "Rows buffered, not yet written.")
+SINK_PENDING_ROWS = Gauge("millstream_sink_pending_rows", "Rows buffered or being inserted, not yet written.")
 SINK_COMMITS = Counter("millstream_sink_commits", "Offset commits after a written batch.")
+SINK_PAUSES = Counter(
+    "millstream_sink_pauses",
+    "Times the sink paused consumption (backpressure), by reason: backlog or retrying.",
+    ["reason"],
+)
+SINK_PAUSED = Gauge("millstream_sink_paused", "1 while the sink's consumption is paused (backpressure).")
+SINK_ALERTS = Counter(
+    "millstream_sink_alerts_received",
+    "Alerts received on the Alertmanager webhook and written, by status (firing or resolved).",
+    ["status"],
+)

@@ -3,7 +3,8 @@
 A row function validates what ClickHouse would otherwise clamp or refuse (timestamps outside
 DateTime64's range, negative counts) and raises ValueError/TypeError; the writer turns that into a
 dead letter with reason ``invalid_record``. Column lists mirror infra/clickhouse/migrations.
-Adding a table: a migration, a row function and a TableSpec here, and a route in sinks.runner.
+Adding a table: a migration, a row function and a TableSpec here, and a route in :data:`ROUTES`.
+The alerts and machines tables are written by :mod:`sinks.alerts` and :mod:`sinks.metadata`.
 """
 
 from __future__ import annotations
@@ -69,13 +70,32 @@ def _uint(record: dict[str, Any], name: str, bits: int) -> int:
     return value
 
 
+def _int64(record: dict[str, Any], name: str) -> int:
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        msg = f"{name}={value!r} is not a signed 64-bit integer"
+        raise ValueError(msg)
+    return value
+
+
+def _opt_str(record: dict[str, Any], name: str) -> str | None:
+    return None if record.get(name) is None else _str(record, name)
+
+
+def _opt_ts(record: dict[str, Any], name: str) -> int | None:
+    return None if record.get(name) is None else _ts(record, name)
+
+
 def _float(record: dict[str, Any], name: str) -> float:
-    return float(record[name])
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number, got {type(value).__name__}"
+        raise TypeError(msg)
+    return float(value)
 
 
 def _opt_float(record: dict[str, Any], name: str) -> float | None:
-    value = record.get(name)
-    return None if value is None else float(value)
+    return None if record.get(name) is None else _float(record, name)
 
 
 def window_row(r: dict[str, Any]) -> list[Any]:
@@ -139,6 +159,72 @@ def dead_letter_row(r: dict[str, Any]) -> list[Any]:
     ]
 
 
+def reading_row(r: dict[str, Any]) -> list[Any]:
+    """A Reading record (or one reading of an exploded MachineScan) as a ``readings`` row."""
+    return [
+        _str(r, "plant"),
+        _str(r, "line"),
+        _str(r, "machine_id"),
+        _str(r, "sensor"),
+        _str(r, "unit"),
+        _ts(r, "event_time"),
+        _float(r, "value"),
+        _str(r, "quality"),
+        _str(r, "gateway_id"),
+        _int64(r, "seq"),
+        _opt_str(r, "lot_id"),
+    ]
+
+
+def spc_signal_row(r: dict[str, Any]) -> list[Any]:
+    """An SpcSignal record as a ``spc_signals`` row."""
+    return [
+        _str(r, "plant"),
+        _str(r, "line"),
+        _str(r, "machine_id"),
+        _str(r, "sensor"),
+        _str(r, "chart"),
+        _str(r, "rule"),
+        _int64(r, "point_index"),
+        _float(r, "value"),
+        _float(r, "center"),
+        _opt_float(r, "lcl"),
+        _opt_float(r, "ucl"),
+        _opt_ts(r, "window_start"),
+        _opt_ts(r, "window_end"),
+        _ts(r, "emitted_at"),
+    ]
+
+
+ANOMALY_STATES = frozenset({"open", "close"})
+
+
+def anomaly_row(r: dict[str, Any]) -> list[Any]:
+    """An AnomalyEvent record as an ``anomalies`` row (state must be open or close)."""
+    state = _str(r, "state")
+    if state not in ANOMALY_STATES:
+        msg = f"state={state!r} is not one of {sorted(ANOMALY_STATES)}"
+        raise ValueError(msg)
+    features = r["features"]
+    if not isinstance(features, dict) or not all(isinstance(k, str) for k in features):
+        msg = "features must be a map of string to number"
+        raise TypeError(msg)
+    return [
+        _str(r, "plant"),
+        _str(r, "line"),
+        _str(r, "machine_id"),
+        _str(r, "sensor"),
+        state,
+        _ts(r, "event_time"),
+        _ts(r, "started_at"),
+        _float(r, "score"),
+        _float(r, "threshold"),
+        _str(r, "model_id"),
+        {k: _float(features, k) for k in features},
+        _ts(r, "emitted_at"),
+    ]
+
+
 WINDOW_AGGREGATES = TableSpec(
     "window_aggregates",
     (
@@ -175,6 +261,90 @@ DEAD_LETTERS = TableSpec(
     ("stage", "topic", "partition", "offset", "key", "payload", "reason_code", "reason", "failed_at"),
     dead_letter_row,
 )
+
+READINGS = TableSpec(
+    "readings",
+    (
+        "plant",
+        "line",
+        "machine_id",
+        "sensor",
+        "unit",
+        "event_time",
+        "value",
+        "quality",
+        "gateway_id",
+        "seq",
+        "lot_id",
+    ),
+    reading_row,
+)
+SPC_SIGNALS = TableSpec(
+    "spc_signals",
+    (
+        "plant",
+        "line",
+        "machine_id",
+        "sensor",
+        "chart",
+        "rule",
+        "point_index",
+        "value",
+        "center",
+        "lcl",
+        "ucl",
+        "window_start",
+        "window_end",
+        "emitted_at",
+    ),
+    spc_signal_row,
+)
+ANOMALIES = TableSpec(
+    "anomalies",
+    (
+        "plant",
+        "line",
+        "machine_id",
+        "sensor",
+        "state",
+        "event_time",
+        "started_at",
+        "score",
+        "threshold",
+        "model_id",
+        "features",
+        "emitted_at",
+    ),
+    anomaly_row,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where records of one schema go: a table, and how one record becomes rows' records."""
+
+    table: TableSpec
+    expand: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+
+    def records(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.expand(record) if self.expand is not None else [record]
+
+
+def _explode_scan(record: dict[str, Any]) -> list[dict[str, Any]]:
+    from schemas.serde import explode_scan
+
+    return explode_scan(record)
+
+
+# Which table a decoded record goes to, by schema full name.
+ROUTES: dict[str, Route] = {
+    "millstream.WindowAggregate": Route(WINDOW_AGGREGATES),
+    "millstream.DeadLetter": Route(DEAD_LETTERS),
+    "millstream.SpcSignal": Route(SPC_SIGNALS),
+    "millstream.AnomalyEvent": Route(ANOMALIES),
+    "millstream.Reading": Route(READINGS),
+    "millstream.MachineScan": Route(READINGS, _explode_scan),
+}
 
 
 def dead_letter_record(

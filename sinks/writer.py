@@ -13,6 +13,13 @@ Replays and retries are harmless:
 * a replay after a crash may cut batches differently, so tokens differ; the tables'
   ReplacingMergeTree sorting keys then collapse the duplicates (read with FINAL).
 
+The deduplication reaches the rollups' materialized views too (the inserts set
+``deduplicate_blocks_in_dependent_materialized_views``): a retried block is not rolled up twice.
+
+:meth:`BatchWriter.take` detaches the pending batch and :meth:`BatchWriter.write` writes it, so a
+caller may write one batch on another thread while it keeps buffering the next (sinks.runner does);
+``flush`` is both in one call. :attr:`BatchWriter.retrying` is set while an insert is being retried.
+
 Errors: transient ones (network, timeouts, too many parts, memory) are retried with exponential
 backoff and jitter, then :class:`SinkError`. Rows ClickHouse rejects (type or range errors) are
 isolated by bisecting the batch and go to ``dead_letters`` with reason ``sink_rejected``. Anything
@@ -24,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +83,23 @@ class _Buffer:
     sources: list[Source] = field(default_factory=list)
 
 
+@dataclass
+class Batch:
+    """Rows taken from the writer for one write, and the Kafka offsets they cover."""
+
+    buffers: dict[str, _Buffer] = field(default_factory=dict)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    rows: int = 0
+
+    def append(self, table: TableSpec, row: list[Any], source: Source) -> None:
+        buf = self.buffers.get(table.name)
+        if buf is None:
+            buf = self.buffers[table.name] = _Buffer(table)
+        buf.rows.append(row)
+        buf.sources.append(source)
+        self.rows += 1
+
+
 class BatchWriter:
     """Buffers rows per table; flushes by row count and age; idempotent, retried inserts."""
 
@@ -90,20 +115,27 @@ class BatchWriter:
         self.settings = settings
         self._sleep = sleep
         self._clock_ms = clock_ms
-        self._buffers: dict[str, _Buffer] = {}
-        self._offsets: dict[tuple[str, int], int] = {}
+        self._batch = Batch()
         self._first_at: float | None = None
+        self._writing = 0  # rows of batches being written (on any thread)
         self._rng = random.Random()  # jitter only; not security relevant
+        self.retrying = threading.Event()  # set while an insert waits for its next attempt
 
     # ------------------------------------------------------------------ buffering
     @property
     def pending_rows(self) -> int:
-        return sum(len(b.rows) for b in self._buffers.values())
+        """Rows buffered, not yet taken for a write."""
+        return self._batch.rows
+
+    @property
+    def backlog_rows(self) -> int:
+        """Rows buffered plus rows being written."""
+        return self._batch.rows + self._writing
 
     @property
     def pending(self) -> bool:
         """True when rows or offsets wait for a flush."""
-        return bool(self._offsets) or self.pending_rows > 0
+        return bool(self._batch.offsets) or self._batch.rows > 0
 
     def add(self, table: TableSpec, record: dict[str, Any], source: Source) -> bool:
         """Buffer one record for ``table``. An invalid record becomes a dead letter; returns False then."""
@@ -133,51 +165,86 @@ class BatchWriter:
         return (time.monotonic() - self._first_at) * 1000 >= self.settings.batch_age_ms
 
     def _append(self, table: TableSpec, row: list[Any], source: Source) -> None:
-        buf = self._buffers.get(table.name)
-        if buf is None:
-            buf = self._buffers[table.name] = _Buffer(table)
-        buf.rows.append(row)
-        buf.sources.append(source)
+        self._batch.append(table, row, source)
         self._touch(source)
         SINK_PENDING_ROWS.inc()
 
     def _touch(self, source: Source) -> None:
         tp = (source.topic, source.partition)
-        if source.offset > self._offsets.get(tp, -1):
-            self._offsets[tp] = source.offset
+        offsets = self._batch.offsets
+        if source.offset > offsets.get(tp, -1):
+            offsets[tp] = source.offset
         if self._first_at is None:
             self._first_at = time.monotonic()
 
     # ------------------------------------------------------------------ flushing
-    def flush(self) -> FlushResult:
-        """Write every buffered row; return what was written and the offsets now safe to commit.
+    def take(self) -> Batch:
+        """Detach the pending batch (for :meth:`write`); the writer starts an empty one."""
+        batch, self._batch = self._batch, Batch()
+        self._first_at = None
+        self._writing += batch.rows
+        return batch
 
-        Raises :class:`SinkError` when a batch cannot be written; the buffer is then kept as is
-        and nothing may be committed.
+    def write(self, batch: Batch) -> FlushResult:
+        """Write a taken batch; return what was written and the offsets now safe to commit.
+
+        Safe on another thread than the one buffering. Raises :class:`SinkError` when the batch
+        cannot be written; nothing of it may then be committed (writing it again is harmless).
         """
+        taken = batch.rows
+        try:
+            return self._write_batch(batch)
+        finally:
+            self._writing -= taken
+            SINK_PENDING_ROWS.dec(taken)
+
+    def flush(self) -> FlushResult:
+        """Write every buffered row (:meth:`take` + :meth:`write`).
+
+        Raises :class:`SinkError` when a batch cannot be written; the rows are then buffered again
+        (ahead of any newer ones) and nothing may be committed.
+        """
+        batch = self.take()
+        try:
+            return self.write(batch)
+        except SinkError:
+            self._restore(batch)
+            raise
+
+    def _restore(self, batch: Batch) -> None:
+        newer, self._batch = self._batch, Batch()
+        for older in (batch, newer):
+            for buf in older.buffers.values():
+                for row, source in zip(buf.rows, buf.sources, strict=True):
+                    self._batch.append(buf.table, row, source)
+            for tp, offset in older.offsets.items():
+                self._batch.offsets[tp] = max(offset, self._batch.offsets.get(tp, -1))
+        SINK_PENDING_ROWS.set(self.backlog_rows)
+        if self._batch.rows or self._batch.offsets:
+            self._first_at = time.monotonic()
+
+    def _write_batch(self, batch: Batch) -> FlushResult:
         result = FlushResult()
-        # Dead letters last: rows rejected from the other tables join them.
-        order = sorted(self._buffers.values(), key=lambda b: b.table.name == DEAD_LETTERS.name)
-        for buf in order:
+        for buf in list(batch.buffers.values()):
             if buf.table.name == DEAD_LETTERS.name:
-                continue
+                continue  # dead letters last: rows rejected from the other tables join them
             written, rejected = self._write_table(buf)
             result.rows[buf.table.name] = written
             for index, reason in rejected:
-                self.add_dead_letter("sink_rejected", f"{buf.table.name}: {reason}", buf.sources[index])
+                source = buf.sources[index]
+                record = dead_letter_record(
+                    STAGE, "sink_rejected", f"{buf.table.name}: {reason}", source, self._clock_ms()
+                )
+                batch.append(DEAD_LETTERS, DEAD_LETTERS.to_row(record), source)
             result.rejected += len(rejected)
-        dead = self._buffers.get(DEAD_LETTERS.name)
+        dead = batch.buffers.get(DEAD_LETTERS.name)
         if dead is not None and dead.rows:
             written, rejected = self._write_table(dead)
             if rejected:
                 msg = f"ClickHouse rejected {len(rejected)} dead letter(s): {rejected[0][1]}"
                 raise SinkError(msg)
             result.rows[DEAD_LETTERS.name] = written
-        result.offsets = {tp: offset + 1 for tp, offset in self._offsets.items()}
-        self._buffers.clear()
-        self._offsets.clear()
-        self._first_at = None
-        SINK_PENDING_ROWS.set(0)
+        result.offsets = {tp: offset + 1 for tp, offset in batch.offsets.items()}
         return result
 
     def _write_table(self, buf: _Buffer) -> tuple[int, list[tuple[int, str]]]:
@@ -213,8 +280,16 @@ class BatchWriter:
         settings: dict[str, Any] = {
             "insert_deduplicate": 1,
             "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
             "max_partitions_per_insert_block": self.settings.max_partitions_per_insert,
         }
+        try:
+            self._attempt(table, rows, settings)
+        finally:
+            self.retrying.clear()
+
+    def _attempt(self, table: TableSpec, rows: Sequence[list[Any]], settings: dict[str, Any]) -> None:
+        """Insert, retrying transient errors with backoff; ``retrying`` is set while waiting."""
         started = time.monotonic()
         attempt = 0
         while True:
@@ -246,6 +321,7 @@ class BatchWriter:
                     delay,
                 )
                 SINK_RETRIES.labels(table.name).inc()
+                self.retrying.set()
                 self._sleep(delay)
                 attempt += 1
                 continue

@@ -1,13 +1,16 @@
 """Fixtures of the sink tests: an embedded ClickHouse per test and record factories.
 
 chdb opens one data folder per process at a time; every client a test opens is closed by the
-fixture before the next test opens its own folder.
+fixture before the next test opens its own folder. The migrated database is built once per session
+and copied into each test's folder (the engine's folder is self-contained, links are relative).
 """
 
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,12 +36,28 @@ def ch_settings(tmp_path: Any) -> ClickHouseSettings:
     )
 
 
-@pytest.fixture()
-def ch(ch_settings: ClickHouseSettings) -> Iterator[Client]:
-    """A migrated database; closed after the test."""
-    client = connect(ch_settings)
-    migrate(client)
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of an embedded ClickHouse with every migration and view applied (closed)."""
+    data_dir = tmp_path_factory.mktemp("template")
+    client = connect(ClickHouseSettings(data_dir=data_dir))
     try:
+        migrate(client)
+    finally:
+        client.close()
+    return data_dir / "clickhouse"
+
+
+@pytest.fixture()
+def ch(ch_settings: ClickHouseSettings, migrated_template: Path) -> Iterator[Client]:
+    """A migrated database (a copy of the session's template); closed after the test."""
+    target = ch_settings.embedded_path()
+    assert target is not None
+    if not target.exists():
+        shutil.copytree(migrated_template, target, symlinks=True)
+    client = connect(ch_settings)
+    try:
+        assert migrate(client) == [], "the template is up to date"
         yield client
     finally:
         client.close()

@@ -86,19 +86,71 @@ def test_sql_statement_and_error(filled: Any, capsys: pytest.CaptureFixture[str]
     assert main(["sql", "OPTIMIZE TABLE window_aggregates FINAL"]) == 0
     assert capsys.readouterr().out.strip() == "OK"
     assert main(["sql", "SELECT nope FROM window_aggregates"]) == 1
-    assert "query failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # ClickHouse's own text (code 47 = UNKNOWN_IDENTIFIER), no traceback, no driver noise.
+    assert err.startswith(
+        "millstream: error: query failed: ClickHouse error 47: Unknown expression identifier"
+    )
+    assert "`nope`" in err and "(UNKNOWN_IDENTIFIER)" in err
+    assert "Traceback" not in err and "(version" not in err and "FORMAT Native" not in err
+    assert main(["sql", "SELEC 1"]) == 1
+    assert "ClickHouse error 62: Syntax error" in capsys.readouterr().err
+    assert main(["sql", "  ;  "]) == 1
+    assert "no SQL statement given" in capsys.readouterr().err
+
+
+def test_sql_prints_maps_and_non_finite_numbers(filled: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    query = (
+        "SELECT machine_id, map('mean', mean) AS m, nan AS x "
+        "FROM window_aggregates ORDER BY window_start LIMIT 2"
+    )
+    assert main(["sql", query, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)  # NaN is not JSON: printed as null, as ClickHouse does
+    assert [d["machine_id"] for d in data] == NAMES[:2]
+    assert [d["m"] for d in data] == [{"mean": 0.5}, {"mean": 1.5}] and all(d["x"] is None for d in data)
+    assert main(["sql", query, "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["machine_id", "m", "x"] and rows[1][2] == "nan"
+    assert main(["sql", query]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(2 rows)"
+
+
+def test_error_text_keeps_clickhouse_s_message_only() -> None:
+    from sinks.clickhouse import error_text
+
+    class HTTPStyle(Exception):
+        pass
+
+    http = HTTPStyle(
+        "HTTPDriver for http://ch:8123 received ClickHouse error code 60\n Code: 60. DB::Exception: "
+        "Unknown table expression identifier 'x' in scope SELECT * FROM x. (UNKNOWN_TABLE) "
+        "(version 24.8.4.13 (official build))\n"
+    )
+    assert error_text(http) == (
+        "ClickHouse error 60: Unknown table expression identifier 'x' in scope SELECT * FROM x. "
+        "(UNKNOWN_TABLE)"
+    )
+    assert error_text(ConnectionError("refused")) == "ConnectionError: refused"
 
 
 def test_migrate_command_is_idempotent(
     ch_settings: ClickHouseSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(ch_settings.data_dir))
+    monkeypatch.setenv("MILLSTREAM_CLICKHOUSE_TTL_WINDOWS_DAYS", "45")
     assert main(["migrate"]) == 0
-    assert "applied 0001_window_aggregates" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "applied 0001_window_aggregates" in out and "applied view file 20_v_machine_latest" in out
+    assert "TTL of window_aggregates: none -> 45 days" in out
     assert main(["migrate"]) == 0
     assert capsys.readouterr().out.strip() == "schema up to date"
     assert main(["migrate", "--status"]) == 0
-    assert all(line.endswith("applied") for line in capsys.readouterr().out.splitlines())
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.endswith("applied") for line in lines if not line.startswith("ttl"))
+    assert "ttl   window_aggregates                45 days" in lines
+    monkeypatch.setenv("MILLSTREAM_CLICKHOUSE_TTL_WINDOWS_DAYS", "0")
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out.strip() == "TTL of window_aggregates: 45 days -> none"
 
 
 HOLD = """

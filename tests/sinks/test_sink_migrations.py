@@ -12,7 +12,17 @@ import pytest
 from sinks.clickhouse import connect
 from sinks.config import ClickHouseSettings
 from sinks.exceptions import SinkError
-from sinks.migrations import default_directory, load_migrations, migrate, split_statements, status
+from sinks.migrations import (
+    Migration,
+    ViewFile,
+    default_directory,
+    load_migrations,
+    load_views,
+    migrate,
+    split_statements,
+    status,
+    view_status,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,13 +48,16 @@ def _table(client: Any, table: str) -> tuple[str, str, str]:
 def test_migrate_twice_applies_and_records_once(ch_settings: ClickHouseSettings) -> None:
     client = connect(ch_settings)
     try:
-        first = migrate(client)
+        done = migrate(client)
+        first = [m for m in done if isinstance(m, Migration)]
         assert [m.version for m in first] == [m.version for m in load_migrations()]
+        assert [v.file for v in done if isinstance(v, ViewFile)] == [v.file for v in load_views()]
         assert migrate(client) == []
         # Recorded once each: plain count, no FINAL.
         rows = client.query("SELECT version, name FROM schema_migrations ORDER BY version").result_rows
         assert [tuple(r) for r in rows] == [(m.version, m.name) for m in first]
         assert {s.state for s in status(client)} == {"applied"}
+        assert {state for _, state in view_status(client)} == {"applied"}
     finally:
         client.close()
     # A new process-level connection (fresh client) sees the same state and changes nothing.
@@ -97,7 +110,8 @@ def test_later_migration_applies_alone_and_edits_are_reported(
         )
         assert [s.state for s in status(client, folder)][-1] == "pending"
         applied = migrate(client, folder)
-        assert [(m.version, m.name) for m in applied] == [(99, "extra")]
+        assert [(m.version, m.name) for m in applied if isinstance(m, Migration)] == [(99, "extra")]
+        assert [m for m in applied if not isinstance(m, Migration)] == []
         assert set(_columns(client, "extra_a")) == {"x", "y"}
         first = sorted(folder.glob("0001_*.sql"))[0]
         first.write_text(first.read_text() + "\n-- edited\n")
@@ -138,9 +152,37 @@ def test_bad_migration_folders_are_refused(tmp_path: Path, files: dict[str, str]
         load_migrations(tmp_path)
 
 
+# ALTER statements that are idempotent by nature, without IF [NOT] EXISTS: setting a table setting
+# or a column's type and codec to the same value again changes nothing.
+IDEMPOTENT_ALTERS = (" MODIFY SETTING ", " MODIFY COLUMN ")
+
+
 def test_shipped_migrations_are_idempotent_statements() -> None:
     # Interrupted migrations are re-run whole, so each statement must be safe to repeat.
     for mig in load_migrations():
         for statement in mig.statements:
             head = " ".join(statement.split()[:6]).upper()
-            assert "IF NOT EXISTS" in head or "IF EXISTS" in head, (mig.name, head)
+            flat = f" {' '.join(statement.split()).upper()} "
+            by_nature = flat.startswith(" ALTER TABLE ") and any(form in flat for form in IDEMPOTENT_ALTERS)
+            assert "IF NOT EXISTS" in head or "IF EXISTS" in head or by_nature, (mig.name, head)
+    # View files are re-applied whenever they change: only CREATE OR REPLACE VIEW.
+    for vf in load_views():
+        assert vf.views and all(s.upper().startswith("CREATE OR REPLACE VIEW") for s in vf.statements)
+
+
+def test_view_files_are_reapplied_when_changed_or_dropped(ch: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "views"
+    folder.mkdir()
+    (folder / "10_one.sql").write_text("-- a view\nCREATE OR REPLACE VIEW v_one AS SELECT 1 AS x;\n")
+    assert [v.file for v in migrate(ch, views_directory=folder) if isinstance(v, ViewFile)] == ["10_one"]
+    assert migrate(ch, views_directory=folder) == []
+    (folder / "10_one.sql").write_text("CREATE OR REPLACE VIEW v_one AS SELECT 2 AS x;\n")
+    assert view_status(ch, folder) == [("10_one", "pending")]
+    assert [v.file for v in migrate(ch, views_directory=folder) if isinstance(v, ViewFile)] == ["10_one"]
+    assert ch.command("SELECT x FROM v_one") == 2
+    ch.command("DROP VIEW v_one")
+    assert [v.file for v in migrate(ch, views_directory=folder) if isinstance(v, ViewFile)] == ["10_one"]
+    assert ch.command("SELECT x FROM v_one") == 2
+    (folder / "20_bad.sql").write_text("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory;\n")
+    with pytest.raises(SinkError, match="only CREATE OR REPLACE VIEW"):
+        migrate(ch, views_directory=folder)

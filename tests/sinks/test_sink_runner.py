@@ -6,6 +6,7 @@ committed the offsets; the rerun replays the batch and the table still holds eac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sink_data import alert_payload, anomaly, reading, spc_signal
 
 from infra.procs import ManagedProcess, free_port, wait_until
 from schemas.config import KafkaSettings, TopicSettings
@@ -23,6 +25,7 @@ from schemas.serde import Serde
 from sinks.clickhouse import connect
 from sinks.config import ClickHouseSettings, SinkSettings
 from sinks.migrations import migrate
+from sinks.retention import current_ttls
 from sinks.runner import SinkRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,8 +36,38 @@ KEY = "machine_id, sensor, window_kind, window_start, window_end"
 
 
 def encode_windows(records: list[dict[str, Any]], topic: str) -> list[tuple[bytes, bytes]]:
-    enc = Serde().encoder("millstream.WindowAggregate", topic)
+    return encode("millstream.WindowAggregate", records, topic)
+
+
+def encode(schema: str, records: list[dict[str, Any]], topic: str) -> list[tuple[bytes, bytes]]:
+    enc = Serde().encoder(schema, topic)
     return [(r["machine_id"].encode(), enc(r)) for r in records]
+
+
+def signals_and_anomalies(n: int, emitted_at: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """n SPC signals and n anomaly events (open/close pairs), distinct identities."""
+    sigs = [spc_signal(machine_id=f"m{i % 3}", point_index=100 + i, emitted_at=1_767_225_700_000 + emitted_at)
+            for i in range(n)]  # fmt: skip
+    events = [
+        anomaly(machine_id=f"m{i // 2 % 3}", started_at=1_767_225_600_000 + (i // 2) * 60_000,
+                event_time=1_767_225_600_000 + (i // 2) * 60_000 + (i % 2) * 30_000,
+                state="close" if i % 2 else "open", emitted_at=1_767_225_700_000 + emitted_at)
+        for i in range(n)
+    ]  # fmt: skip
+    return sigs, events
+
+
+SPC_KEY = "machine_id, sensor, chart, rule, point_index"
+ANOMALY_KEY = "machine_id, sensor, started_at, state"
+
+
+def assert_no_duplicates(client: Any, table: str, key: str, expected: int) -> None:
+    """FINAL, distinct identities and (after OPTIMIZE) plain count all equal ``expected``."""
+    final = client.command(f"SELECT count() FROM {table} FINAL")
+    distinct = client.command(f"SELECT count() FROM (SELECT DISTINCT {key} FROM {table})")
+    assert final == distinct == expected, table
+    client.command(f"OPTIMIZE TABLE {table} FINAL")
+    assert client.command(f"SELECT count() FROM {table}") == expected, table
 
 
 def latest_per_window(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -58,15 +91,19 @@ def table_rows(client: Any) -> dict[tuple[Any, ...], tuple[int, float]]:
 def sink_env(
     kafka: KafkaSettings, topics: TopicSettings, data_dir: Path, group: str, **extra: str
 ) -> dict[str, str]:
-    return {
+    env = {
         "MILLSTREAM_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
-        "MILLSTREAM_TOPIC_WINDOWS": topics.topic_windows,
-        "MILLSTREAM_TOPIC_DEAD_LETTERS": topics.topic_dead_letters,
         "MILLSTREAM_DATA_DIR": str(data_dir),
         "MILLSTREAM_SINK_GROUP_ID": group,
         "PYTHONPATH": str(REPO),
-        **extra,
+        # The test data is from 2026-01-01: no retention, or the sink's TTLs would expire it.
+        **{f"MILLSTREAM_CLICKHOUSE_TTL_{t}_DAYS": "0" for t in TTLS},
     }
+    env.update({f"MILLSTREAM_{name.upper()}": str(value) for name, value in topics})
+    return {**env, **extra}
+
+
+TTLS = ("READINGS", "WINDOWS", "ROLLUP_1M", "ROLLUP_1H", "ROLLUP_1D", "EVENTS", "DEAD_LETTERS")
 
 
 def run_until_idle(
@@ -166,6 +203,13 @@ def test_crash_between_write_and_commit_leaves_no_duplicates(
     group = f"crash-{uuid.uuid4().hex[:6]}"
     first = make_grid(machines=3, sensors=2, windows=10)
     produce_to(kafka, topics.topic_windows, encode_windows(first, topics.topic_windows))
+    sigs, events = signals_and_anomalies(12)
+    produce_to(
+        kafka, topics.topic_spc_signals, encode("millstream.SpcSignal", sigs, topics.topic_spc_signals)
+    )
+    produce_to(
+        kafka, topics.topic_anomalies, encode("millstream.AnomalyEvent", events, topics.topic_anomalies)
+    )
     client = connect(ch_settings)
     migrate(client)
     run_until_idle(client, ch_settings, kafka, topics, group)
@@ -175,6 +219,14 @@ def test_crash_between_write_and_commit_leaves_no_duplicates(
     # More windows: new ones, re-emits with higher versions, and exact duplicates of old ones.
     second = make_grid(machines=3, sensors=2, windows=20)[::2] + [{**r, "version": 3} for r in first[:15]]
     produce_to(kafka, topics.topic_windows, encode_windows(second, topics.topic_windows))
+    # Signals and anomaly events again (a restarted stream worker re-emits them), plus new ones.
+    sigs2, events2 = signals_and_anomalies(20, emitted_at=5_000)
+    produce_to(
+        kafka, topics.topic_spc_signals, encode("millstream.SpcSignal", sigs2, topics.topic_spc_signals)
+    )
+    produce_to(
+        kafka, topics.topic_anomalies, encode("millstream.AnomalyEvent", events2, topics.topic_anomalies)
+    )
     marker = tmp_path / "written"
     env = sink_env(
         kafka,
@@ -206,14 +258,13 @@ def test_crash_between_write_and_commit_leaves_no_duplicates(
     client = connect(ch_settings)
     try:
         stats = run_until_idle(client, ch_settings, kafka, topics, group)
-        assert stats.consumed == len(second)  # the whole uncommitted batch was replayed
+        # The whole uncommitted batch was replayed.
+        assert stats.consumed == len(second) + len(sigs2) + len(events2)
         expected = latest_per_window(first + second)
         assert table_rows(client) == {k: (r["version"], r["mean"]) for k, r in expected.items()}
-        final = client.command("SELECT count() FROM window_aggregates FINAL")
-        distinct = client.command(f"SELECT count() FROM (SELECT DISTINCT {KEY} FROM window_aggregates)")
-        assert final == distinct == len(expected)
-        client.command("OPTIMIZE TABLE window_aggregates FINAL")
-        assert client.command("SELECT count() FROM window_aggregates") == final
+        assert_no_duplicates(client, "window_aggregates", KEY, len(expected))
+        assert_no_duplicates(client, "spc_signals", SPC_KEY, len(sigs2))  # sigs2 includes every sig
+        assert_no_duplicates(client, "anomalies", ANOMALY_KEY, len(events2))
     finally:
         client.close()
 
@@ -261,6 +312,7 @@ def test_cli_sink_flushes_on_sigterm_and_holds_the_embedded_lock(
         group,
         MILLSTREAM_CLICKHOUSE_BATCH_ROWS="100000",
         MILLSTREAM_CLICKHOUSE_BATCH_AGE_MS="3600000",
+        MILLSTREAM_CLICKHOUSE_TTL_READINGS_DAYS="5",  # applied at start, with the migrations
     )
     proc = ManagedProcess(
         "sink",
@@ -285,6 +337,13 @@ def test_cli_sink_flushes_on_sigterm_and_holds_the_embedded_lock(
 
         wait_until(lag_known, 30, "the consumer-lag gauges")
 
+        # The same HTTP port takes Alertmanager's webhook (a sample notification, format 4).
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/alertmanager", data=alert_payload(1_767_225_600_000), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert (r.status, json.loads(r.read())) == (200, {"written": 2})
+
         # While the sink holds the embedded database, a second process gets a clear error.
         sql = subprocess.run(
             [PY, "-m", "infra.cli", "sql", "SELECT 1"],
@@ -307,13 +366,15 @@ def test_cli_sink_flushes_on_sigterm_and_holds_the_embedded_lock(
     try:
         expected = latest_per_window(records)
         assert table_rows(client) == {k: (r["version"], r["mean"]) for k, r in expected.items()}
+        assert client.command("SELECT count() FROM alerts FINAL") == 2
+        assert current_ttls(client)["readings"] == 5 and current_ttls(client)["window_aggregates"] is None
     finally:
         client.close()
     got = committed_offsets(kafka, group, topics.topic_windows, topics.topic_partitions)
     assert sum(o for o in got.values() if o > 0) == len(records)
 
 
-def test_wrong_schema_on_a_topic_is_a_dead_letter(
+def test_records_are_routed_by_schema_and_wrong_ones_are_dead_letters(
     kafka: KafkaSettings,
     topics: TopicSettings,
     ch: Any,
@@ -322,27 +383,78 @@ def test_wrong_schema_on_a_topic_is_a_dead_letter(
     produce_to: Any,
 ) -> None:
     serde = Serde()
-    reading = {
-        "plant": "p",
-        "line": "l",
-        "machine_id": "m",
-        "sensor": "s",
-        "unit": "u",
-        "event_time": 1,
-        "value": 1.0,
-        "quality": "GOOD",
-        "gateway_id": "g",
-        "seq": 1,
-        "lot_id": None,
-    }
-    produce_to(kafka, topics.topic_windows, [(b"m", serde.encode("millstream.Reading", "x", reading))])
-    window_on_dlq = serde.encode("millstream.WindowAggregate", "x", make_window())
-    produce_to(kafka, topics.topic_dead_letters, [(None, window_on_dlq)])
-    stats = run_until_idle(ch, ch_settings, kafka, topics, f"wrong-{uuid.uuid4().hex[:6]}")
-    assert stats.consumed == 2 and stats.dead_letters == 2
+    sigs, events = signals_and_anomalies(4)
+    produce_to(
+        kafka, topics.topic_spc_signals, encode("millstream.SpcSignal", sigs, topics.topic_spc_signals)
+    )
+    produce_to(
+        kafka, topics.topic_anomalies, encode("millstream.AnomalyEvent", events, topics.topic_anomalies)
+    )
+    scan = {"plant": "p1", "line": "l1", "machine_id": "m9", "event_time": 1_767_225_600_000,
+            "gateway_id": "g",
+            "seq": 7, "lot_id": "lot-1", "values": [
+                {"sensor": "temperature", "unit": "Cel", "value": 61.5, "quality": "GOOD"},
+                {"sensor": "pressure", "unit": "bar", "value": 6.25, "quality": "BAD"}]}  # fmt: skip
+    produce_to(kafka, topics.topic_readings, [
+        (b"m9", serde.encode("millstream.MachineScan", "x", scan)),
+        (b"m1", serde.encode("millstream.Reading", "x", reading(event_time=1_767_225_601_000))),
+    ])  # fmt: skip
+    # Wrong schemas: a reading on the windows topic, a window on the dead-letter topic, an anomaly
+    # event on the SPC topic.
+    produce_to(kafka, topics.topic_windows, [(b"m", serde.encode("millstream.Reading", "x", reading()))])
+    produce_to(
+        kafka,
+        topics.topic_dead_letters,
+        [(None, serde.encode("millstream.WindowAggregate", "x", make_window()))],
+    )
+    produce_to(
+        kafka, topics.topic_spc_signals, [(b"m", serde.encode("millstream.AnomalyEvent", "x", anomaly()))]
+    )
+    group = f"route-{uuid.uuid4().hex[:6]}"
+    runner = SinkRunner(
+        ch,
+        clickhouse=ch_settings,
+        sink=SinkSettings(group_id=group, raw_readings=True),
+        kafka=kafka,
+        topics=topics,
+        exit_when_idle=4.0,
+    )
+    assert topics.topic_readings in runner.subscriptions()
+    stats = runner.run()
+    assert stats.consumed == len(sigs) + len(events) + 2 + 3 and stats.dead_letters == 3
     assert ch.command("SELECT count() FROM window_aggregates") == 0
+    got_sigs = ch.query(
+        "SELECT machine_id, point_index FROM spc_signals FINAL ORDER BY point_index"
+    ).result_rows
+    assert [tuple(r) for r in got_sigs] == [(s["machine_id"], s["point_index"]) for s in sigs]
+    got_events = ch.query(
+        "SELECT machine_id, state FROM anomalies FINAL ORDER BY started_at, state DESC"
+    ).result_rows
+    assert [tuple(r) for r in got_events] == [(e["machine_id"], e["state"]) for e in events]
+    got_readings = ch.query(
+        "SELECT machine_id, sensor, value, quality, seq, lot_id FROM readings FINAL "
+        "ORDER BY machine_id, sensor"
+    ).result_rows
+    assert [tuple(r) for r in got_readings] == [
+        ("m1", "temperature", 61.25, "GOOD", 1, None),
+        ("m9", "pressure", 6.25, "BAD", 7, "lot-1"),
+        ("m9", "temperature", 61.5, "GOOD", 7, "lot-1"),
+    ]
     rows = ch.query("SELECT topic, reason_code, reason FROM dead_letters FINAL ORDER BY topic").result_rows
     assert sorted((r[0], r[1]) for r in rows) == sorted(
-        [(topics.topic_windows, "invalid_record"), (topics.topic_dead_letters, "invalid_record")]
+        [
+            (t, "invalid_record")
+            for t in (topics.topic_windows, topics.topic_dead_letters, topics.topic_spc_signals)
+        ]
     )
     assert all("do not belong on topic" in r[2] for r in rows)
+
+
+def test_readings_are_not_consumed_unless_enabled(ch: Any, topics: TopicSettings) -> None:
+    runner = SinkRunner(ch, sink=SinkSettings(), topics=topics)
+    assert runner.subscriptions() == [
+        topics.topic_windows,
+        topics.topic_dead_letters,
+        topics.topic_spc_signals,
+        topics.topic_anomalies,
+    ]

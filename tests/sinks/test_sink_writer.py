@@ -344,3 +344,31 @@ def test_backoff_grows_exponentially_with_jitter_and_cap() -> None:
         delays = [backoff_seconds(attempt, s, rng) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
+
+
+def test_take_and_write_let_the_next_batch_fill_meanwhile(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    w = BatchWriter(ch, ch_settings)
+    w.add(WINDOW_AGGREGATES, make_window(), Source("windows", 0, 5, None, b"a"))
+    batch = w.take()
+    assert (w.pending_rows, w.backlog_rows, w.pending) == (0, 1, False)
+    w.add(WINDOW_AGGREGATES, make_window(machine_id="m2"), Source("windows", 0, 6, None, b"b"))
+    assert w.backlog_rows == 2
+    result = w.write(batch)  # only the taken rows, only their offsets
+    assert (result.rows, result.offsets) == ({"window_aggregates": 1}, {("windows", 0): 6})
+    assert (w.pending_rows, w.backlog_rows) == (1, 1)
+    assert w.flush().offsets == {("windows", 0): 7}
+    assert count(ch) == 2 and w.backlog_rows == 0
+
+
+def test_retrying_is_flagged_while_an_insert_waits_for_its_next_attempt(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    flaky = LostResponses(ch, n=2, before=True)
+    seen: list[bool] = []
+    w = BatchWriter(flaky, ch_settings, sleep=lambda _: seen.append(w.retrying.is_set()))  # type: ignore[arg-type]
+    assert not w.retrying.is_set()
+    w.add(WINDOW_AGGREGATES, make_window(), src())
+    w.flush()
+    assert seen == [True, True] and not w.retrying.is_set()

@@ -1,0 +1,126 @@
+"""The documented behaviour of the rollups (docs/clickhouse.md, migration 0008) and their rebuild.
+
+Rollups take tumbling windows at their first emission (version 0); a late update does not change
+them; a retried insert is not rolled up twice; a version-0 window written again by another insert
+counts twice, and ``millstream rollups rebuild`` makes whole days exact from window_aggregates FINAL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
+from sink_data import T0
+
+from infra.cli import main
+from sinks.config import ClickHouseSettings
+from sinks.tables import WINDOW_AGGREGATES, Source
+from sinks.writer import BatchWriter
+
+_offsets = itertools.count(1)
+KEY = ("m1", "temperature")
+
+
+def write(client: Any, settings: ClickHouseSettings, records: list[dict[str, Any]]) -> None:
+    w = BatchWriter(client, settings, sleep=lambda _: None)
+    for r in records:
+        offset = next(_offsets)
+        assert w.add(WINDOW_AGGREGATES, r, Source("windows", 0, offset, None, b"%d" % offset))
+    w.flush()
+
+
+def hour(client: Any, table: str = "v_rollup_1h") -> tuple[int, int, float, float]:
+    """(windows, readings, sum, max) of KEY's bucket on 2026-01-01 in a rollup view."""
+    got = client.query(
+        f"SELECT windows, count, sum, max FROM {table} "
+        "WHERE machine_id = {m:String} AND sensor = {s:String} AND toDate(bucket) = {d:Date}",
+        parameters={"m": KEY[0], "s": KEY[1], "d": dt.date(2026, 1, 1)},
+    ).result_rows
+    assert len(got) == 1, got
+    return int(got[0][0]), int(got[0][1]), float(got[0][2]), float(got[0][3])
+
+
+def six_windows(make_window: Any) -> list[dict[str, Any]]:
+    """Six 10 s tumbling windows of one minute: 6 x 3 readings, sums 6.0 each, maxima 3.0."""
+    return [make_window(window_start=T0 + i * 10_000, window_end=T0 + (i + 1) * 10_000) for i in range(6)]
+
+
+def test_version_zero_tumbling_windows_roll_up_through_minute_hour_and_day(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    windows = six_windows(make_window)
+    hopping = [make_window(window_kind="hopping", window_start=T0 + 5_000, window_end=T0 + 15_000, max=99.0)]
+    write(ch, ch_settings, windows + hopping)
+    expected = (6, 18, 36.0, 3.0)  # hopping windows overlap: left out
+    assert hour(ch, "v_rollup_1m") == hour(ch, "v_rollup_1h") == hour(ch, "v_rollup_1d") == expected
+
+
+def test_late_updates_do_not_change_rollups_but_change_the_final_windows(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    windows = six_windows(make_window)
+    write(ch, ch_settings, windows)
+    late = {**windows[2], "version": 1, "count": 4, "sum": 10.0, "mean": 2.5, "max": 4.0}
+    write(ch, ch_settings, [late])
+    assert hour(ch) == (6, 18, 36.0, 3.0)
+    final = ch.query("SELECT sum(count), max(max) FROM window_aggregates FINAL").result_rows[0]
+    assert tuple(final) == (19, 4.0)
+
+
+class ResponseLost:
+    """The real client, but the first insert raises after ClickHouse stored the block."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.lost = client, False
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.client.insert(*args, **kwargs)
+        if not self.lost:
+            self.lost = True
+            raise OperationalError("connection reset by peer while reading the response")
+        return result
+
+
+def test_a_retried_insert_is_not_rolled_up_twice(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    flaky = ResponseLost(ch)
+    write(flaky, ch_settings, six_windows(make_window))
+    assert flaky.lost
+    assert ch.command("SELECT count() FROM window_aggregates") == 6  # the retry was dropped...
+    assert hour(ch) == (6, 18, 36.0, 3.0)  # ...in the rollups too
+
+
+def test_a_window_written_again_by_another_insert_counts_twice_until_rebuilt(
+    ch: Any,
+    ch_settings: ClickHouseSettings,
+    make_window: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    windows = six_windows(make_window)
+    write(ch, ch_settings, windows)
+    write(ch, ch_settings, windows[:2])  # a replay with other batch cuts: new deduplication tokens
+    write(ch, ch_settings, [{**windows[5], "version": 1, "count": 4, "sum": 10.0, "max": 4.0}])  # late
+    assert hour(ch) == (8, 24, 48.0, 3.0)  # documented: the replayed windows count twice
+    other_day = make_window(window_start=T0 - 86_400_000, window_end=T0 - 86_390_000)
+    write(ch, ch_settings, [other_day])
+    before_other = ch.query(
+        "SELECT * FROM v_rollup_1d WHERE bucket = {d:Date}", parameters={"d": dt.date(2025, 12, 31)}
+    )
+    assert len(before_other.result_rows) == 1
+
+    monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(ch_settings.data_dir))  # the CLI opens the same database
+    assert main(["rollups", "rebuild", "--from", "2026-01-01", "--to", "2026-01-01"]) == 0
+    assert capsys.readouterr().out.strip() == "rebuilt rollups of 2026-01-01..2026-01-01 from 6 window(s)"
+    # Exact: each window once, the late update included.
+    assert hour(ch) == hour(ch, "v_rollup_1m") == hour(ch, "v_rollup_1d") == (6, 19, 40.0, 4.0)
+    after_other = ch.query(
+        "SELECT * FROM v_rollup_1d WHERE bucket = {d:Date}", parameters={"d": dt.date(2025, 12, 31)}
+    )
+    assert after_other.result_rows == before_other.result_rows  # other days untouched
+    assert main(["rollups", "rebuild", "--from", "2026-01-02", "--to", "2026-01-01"]) == 1
+    assert "is before --from" in capsys.readouterr().err
