@@ -30,12 +30,16 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streams.anomaly.exceptions import NabError
 
 logger = logging.getLogger(__name__)
+
+Array = npt.NDArray[Any]
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PROBATION_PERCENT = 0.15
@@ -57,9 +61,9 @@ class FileGeometry:
     key: str  # "<category>/<name>.csv"
     n_rows: int
     probation: int
-    window_of_row: np.ndarray  # int, -1 outside every window
-    tp_unit: np.ndarray  # s(y)/s(-1) inside windows, 0 outside
-    fp_unit: np.ndarray  # s(y) (or -1) outside windows, 0 inside
+    window_of_row: Array  # int, -1 outside every window
+    tp_unit: Array  # s(y)/s(-1) inside windows, 0 outside
+    fp_unit: Array  # s(y) (or -1) outside windows, 0 inside
     n_windows: int
 
 
@@ -72,7 +76,7 @@ class ProfileResult:
     per_file: dict[str, float]
 
 
-def scaled_sigmoid(y: np.ndarray) -> np.ndarray:
+def scaled_sigmoid(y: Array) -> Array:
     y = np.asarray(y, dtype=float)
     out = 2.0 / (1.0 + np.exp(np.clip(5.0 * y, -700, 700))) - 1.0
     return np.where(y > 3.0, -1.0, out)
@@ -111,8 +115,10 @@ def load_windows(nab_root: Path) -> dict[str, list[tuple[np.datetime64, np.datet
         msg = f"cannot read NAB labels {path}: {exc}"
         raise NabError(msg) from exc
     return {
-        key: sorted((np.datetime64(a.replace(" ", "T"), "us"), np.datetime64(b.replace(" ", "T"), "us"))
-                    for a, b in wins)
+        key: sorted(
+            (np.datetime64(a.replace(" ", "T"), "us"), np.datetime64(b.replace(" ", "T"), "us"))
+            for a, b in wins
+        )
         for key, wins in raw.items()
     }
 
@@ -130,7 +136,7 @@ def data_files(nab_root: Path) -> list[str]:
 def read_table(path: Path) -> dict[str, list[str]]:
     """Read a (possibly gzipped) CSV with a header into columns of strings."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as fh:  # type: ignore[operator]
+    with opener(path, "rt", newline="") as fh:
         text = fh.read()
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
@@ -146,11 +152,13 @@ def read_table(path: Path) -> dict[str, list[str]]:
     return cols
 
 
-def parse_times(values: Iterable[str]) -> np.ndarray:
+def parse_times(values: Iterable[str]) -> Array:
     return np.array([v.strip().replace(" ", "T") for v in values], dtype="datetime64[us]")
 
 
-def file_geometry(key: str, timestamps: np.ndarray, windows: list[tuple[np.datetime64, np.datetime64]]) -> FileGeometry:
+def file_geometry(
+    key: str, timestamps: Array, windows: list[tuple[np.datetime64, np.datetime64]]
+) -> FileGeometry:
     n = len(timestamps)
     window_of_row = np.full(n, -1, dtype=np.int64)
     tp_unit = np.zeros(n)
@@ -206,7 +214,7 @@ def find_result_files(results_dir: Path, keys: list[str]) -> dict[str, Path]:
     return found
 
 
-def load_results(results_dir: Path, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_results(results_dir: Path, keys: list[str]) -> dict[str, tuple[Array, Array]]:
     """(timestamps, anomaly scores) per data key."""
     out = {}
     for key, path in find_result_files(results_dir, keys).items():
@@ -227,7 +235,7 @@ def load_results(results_dir: Path, keys: list[str]) -> dict[str, tuple[np.ndarr
 # ------------------------------------------------------------------------------------------------ sweep
 
 
-def sweep(geoms: list[FileGeometry], scores: list[np.ndarray], profile: CostProfile) -> tuple[float, float]:
+def sweep(geoms: list[FileGeometry], scores: list[Array], profile: CostProfile) -> tuple[float, float]:
     """Best (threshold, raw corpus score) over every distinct anomaly score value."""
     ev_score, ev_delta = [], []
     win_scores, win_values, win_ids = [], [], []
@@ -268,7 +276,7 @@ def sweep(geoms: list[FileGeometry], scores: list[np.ndarray], profile: CostProf
     return float(cand_s[best]), float(cand_t[best])
 
 
-def score_file(g: FileGeometry, s: np.ndarray, threshold: float, profile: CostProfile) -> float:
+def score_file(g: FileGeometry, s: Array, threshold: float, profile: CostProfile) -> float:
     """Raw NAB score of one file at a fixed threshold (used for the per-file breakdown)."""
     live = np.arange(g.n_rows) >= g.probation
     det = live & (s >= threshold)

@@ -1,0 +1,131 @@
+"""``millstream detect`` and ``millstream nab score|run``. Cheap to import: work happens in the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DEFAULT_NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab"
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+
+
+def register(sub: Any) -> None:
+    d = sub.add_parser("detect", help="replay a CSV file through the streaming anomaly detector")
+    d.add_argument("--input", required=True, type=Path, help="CSV file (comma, semicolon or tab separated)")
+    d.add_argument("--timestamp-column", required=True, help="column with ISO 8601 times or epoch s/ms")
+    d.add_argument(
+        "--columns", default=None, help="comma-separated sensor columns (default: every numeric one)"
+    )
+    d.add_argument("--output", required=True, type=Path, help="CSV to write (input columns + scores)")
+    d.add_argument("--machine-id", default=None, help="machine id in events (default: the file name)")
+    d.add_argument("--events", default=None, type=Path, help="also write anomaly events as JSON lines here")
+    d.set_defaults(func=run_detect)
+
+    n = sub.add_parser("nab", help="Numenta Anomaly Benchmark: score a results folder or run our detector")
+    nsub = n.add_subparsers(dest="nab_command", metavar="SUBCOMMAND", required=True)
+    s = nsub.add_parser("score", help="score a NAB-layout results folder (NAB v1.1 rules)")
+    s.add_argument("--nab-root", type=Path, default=DEFAULT_NAB, help="NAB corpus (data/, labels/, config/)")
+    s.add_argument("--results", required=True, type=Path, help="<category>/<detector>_<file>.csv[.gz] folder")
+    s.add_argument("--json", action="store_true", help="print the three normalised scores as JSON")
+    s.set_defaults(func=run_nab_score)
+    r = nsub.add_parser("run", help="run the Millstream detector over the NAB corpus and score it")
+    r.add_argument("--nab-root", type=Path, default=DEFAULT_NAB, help="NAB corpus (data/, labels/, config/)")
+    r.add_argument("--output", type=Path, default=None, help="results folder to write (default: temporary)")
+    r.add_argument("--json", action="store_true", help="print the three normalised scores as JSON")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--workers", type=int, default=None, help="processes (default: min(2, cores))")
+    r.set_defaults(func=run_nab_run)
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from streams.anomaly.config import AnomalySettings
+    from streams.anomaly.detect import detect_file
+
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    counts = detect_file(
+        args.input,
+        args.output,
+        args.timestamp_column,
+        columns,
+        AnomalySettings(),
+        args.machine_id,
+        args.events,
+    )
+    print(
+        f"{counts['rows']} rows, {counts['sensors']} sensor(s), {counts['events']} event(s) -> {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _print_scores(results: dict[str, Any], nab_root: Path, as_json: bool, detector: str) -> None:
+    if as_json:
+        print(json.dumps({p: results[p].normalised for p in PROFILES}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.anomaly.nab import published_scores
+
+    try:
+        published = published_scores(nab_root)
+    except (OSError, ValueError):
+        published = {}
+    table = Table(title="NAB v1.1 normalised scores")
+    table.add_column("detector")
+    for p in PROFILES:
+        table.add_column(p, justify="right")
+    table.add_row(
+        f"[bold]{detector} (scored here)[/bold]", *(f"{results[p].normalised:.1f}" for p in PROFILES)
+    )
+    for name, scores in sorted(published.items(), key=lambda kv: -kv[1].get("standard", 0.0)):
+        table.add_row(name, *(f"{scores.get(p, float('nan')):.1f}" for p in PROFILES))
+    Console().print(table)
+
+
+def run_nab_score(args: argparse.Namespace) -> int:
+    from streams.anomaly.nab import score_corpus
+
+    results = score_corpus(args.nab_root, args.results)
+    _print_scores(results, args.nab_root, args.json, args.results.name)
+    return 0
+
+
+def run_nab_run(args: argparse.Namespace) -> int:
+    from streams.anomaly.config import AnomalySettings
+    from streams.anomaly.nab import data_files, score_corpus
+    from streams.anomaly.nab_run import DETECTOR, run_corpus
+
+    show = not args.quiet and sys.stderr.isatty()
+    with tempfile.TemporaryDirectory(prefix="millstream-nab-") as tmp:
+        output = args.output or Path(tmp)
+        total = len(data_files(args.nab_root))
+        if show:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(
+                TextColumn("NAB"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+            ) as bar:
+                task = bar.add_task("", total=total)
+                run_corpus(
+                    args.nab_root,
+                    output,
+                    AnomalySettings(),
+                    args.workers,
+                    lambda name: bar.update(task, advance=1, description=Path(name).name[:40].ljust(40)),
+                )
+        else:
+            run_corpus(args.nab_root, output, AnomalySettings(), args.workers)
+        results = score_corpus(args.nab_root, output)
+    _print_scores(results, args.nab_root, args.json, DETECTOR)
+    return 0

@@ -1,0 +1,178 @@
+"""Settings of the anomaly detector: one global configuration for every machine and sensor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AnomalySettings(BaseSettings):
+    """Detector, calibration and alerting settings. Env vars ``MILLSTREAM_ANOMALY_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_ANOMALY_", frozen=True, extra="ignore")
+
+    # ---- features
+    window: int = Field(
+        8, ge=2, description="MILLSTREAM_ANOMALY_WINDOW: readings in the short window of a sensor."
+    )
+    segments: int = Field(
+        4,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_SEGMENTS: the window is summarised as this many segment means.",
+    )
+    long_window: int = Field(
+        32,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_LONG_WINDOW: a second, longer window summarised the same way "
+        "(0 = none).",
+    )
+    profile_bins: int = Field(
+        24,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_PROFILE_BINS: time-of-day bins of the daily profile (1 = none).",
+    )
+    profile_alpha: float = Field(
+        0.02, gt=0, le=1, description="MILLSTREAM_ANOMALY_PROFILE_ALPHA: learning rate of a profile bin."
+    )
+    profile_squash: float = Field(
+        5.0, gt=0, description="MILLSTREAM_ANOMALY_PROFILE_SQUASH: residual (in spreads) that scores 0.5."
+    )
+    profile_power: float = Field(
+        2.0,
+        gt=0,
+        description="MILLSTREAM_ANOMALY_PROFILE_POWER: sharpness of that squashing (see detector.py).",
+    )
+    profile_clip: float = Field(
+        0.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_PROFILE_CLIP: profile updates are clipped at this many spreads "
+        "(0 = no clipping), so an unflagged fault is learnt slowly.",
+    )
+    profile_ready: int = Field(
+        3,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_PROFILE_READY: readings a time-of-day bin needs before it is used "
+        "(until then the sensor's overall mean and spread are).",
+    )
+    sequence_length: int = Field(
+        5,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_SEQUENCE_LENGTH: readings per context of the sequence detector "
+        "(0 = no sequence detector).",
+    )
+    sequence_levels: int = Field(
+        16,
+        ge=2,
+        description="MILLSTREAM_ANOMALY_SEQUENCE_LEVELS: quantisation levels of the sequence detector.",
+    )
+    sequence_table: int = Field(
+        4096,
+        ge=64,
+        description="MILLSTREAM_ANOMALY_SEQUENCE_TABLE: context counters per sensor (2 bytes each).",
+    )
+    # ---- multivariate detector (half-space trees over the machine's window features)
+    hst_trees: int = Field(10, ge=1, description="MILLSTREAM_ANOMALY_HST_TREES: number of half-space trees.")
+    hst_height: int = Field(8, ge=1, le=14, description="MILLSTREAM_ANOMALY_HST_HEIGHT: height of each tree.")
+    hst_window: int = Field(
+        250, ge=10, description="MILLSTREAM_ANOMALY_HST_WINDOW: readings per reference window of the trees."
+    )
+    hst_backend: Literal["compact", "river"] = Field(
+        "compact",
+        description="MILLSTREAM_ANOMALY_HST_BACKEND: 'compact' (same scores as river's HalfSpaceTrees, "
+        "shared tree structure, ~40 KB per model) or 'river' (river.anomaly.HalfSpaceTrees itself, "
+        "~1.25 MB).",
+    )
+    seed: int = Field(
+        42, description="MILLSTREAM_ANOMALY_SEED: random seed of the trees (same for all machines)."
+    )
+    # ---- calibration
+    likelihood_window: int = Field(
+        10, ge=1, description="MILLSTREAM_ANOMALY_LIKELIHOOD_WINDOW: raw scores averaged before calibration."
+    )
+    likelihood_alpha: float = Field(
+        1 / 4000,
+        gt=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_LIKELIHOOD_ALPHA: forgetting rate of the raw score "
+        "distribution (1/readings of memory).",
+    )
+    likelihood_var_floor: float = Field(
+        0.0003,
+        gt=0,
+        description="MILLSTREAM_ANOMALY_LIKELIHOOD_VAR_FLOOR: smallest variance assumed for the averaged raw "
+        "score (a detector that is always equally surprised is not trusted with tiny changes).",
+    )
+    range_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_RANGE_TOLERANCE: a value beyond the range seen so far by more "
+        "than this fraction of it scores at least 0.5.",
+    )
+    red: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_RED: score of a tail probability of 1e-5; consecutive "
+        "scores above it after the first are lowered to MILLSTREAM_ANOMALY_YELLOW (one alert per burst).",
+    )
+    yellow: float = Field(
+        0.3, ge=0, le=1, description="MILLSTREAM_ANOMALY_YELLOW: see MILLSTREAM_ANOMALY_RED."
+    )
+    # ---- alerting
+    warmup: int = Field(
+        150, ge=0, description="MILLSTREAM_ANOMALY_WARMUP: readings of a machine before any score or alert."
+    )
+    enter: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_ENTER: score that opens an event (0.6: tail probability 1e-6, or a "
+        "value beyond the range seen so far by 20% of it).",
+    )
+    exit: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_EXIT: an open event closes when the score drops below this.",
+    )
+    min_duration: int = Field(
+        1,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_MIN_DURATION: readings at or above ENTER before an event opens.",
+    )
+    exit_duration: int = Field(
+        10,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_EXIT_DURATION: readings in a row below EXIT before an open event "
+        "closes.",
+    )
+    cooldown: int = Field(
+        50,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_COOLDOWN: readings after an event closes before another may open.",
+    )
+    max_duration: int = Field(
+        500,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_MAX_DURATION: an event open this long is closed and the models "
+        "learn the new behaviour (a lasting change becomes the new normal).",
+    )
+    flagged_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_FLAGGED_WEIGHT: learning weight of readings inside an "
+        "event (0: the models do not learn what they flag).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AnomalySettings:
+        if self.window % self.segments or self.long_window % self.segments:
+            msg = "window must be a multiple of segments"
+            raise ValueError(msg)
+        if self.exit > self.enter:
+            msg = "exit threshold must not exceed the enter threshold"
+            raise ValueError(msg)
+        return self

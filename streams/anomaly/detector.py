@@ -1,0 +1,232 @@
+"""The two detectors, behind river's own protocol (``learn_one(x)``, ``score_one(x) -> float``).
+
+* :class:`SensorDetector` (one per machine and sensor): ``x = {"value": v, "ts_ms": t}``; the raw
+  score is how far ``v`` is from what this sensor usually reads at this time of day.
+* :class:`MachineDetector` (one per machine): ``x`` maps window features of all the machine's
+  sensors (scaled into [0, 1]) to floats; half-space trees score how rarely the machine has been in
+  that joint state recently.
+
+Raw scores are not comparable between detectors; :mod:`streams.anomaly.calibrate` turns each into
+a [0, 1] score. Both detectors have explicit, JSON-serialisable ``snapshot()`` state.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from array import array
+from collections.abc import Mapping
+from typing import Any
+
+from river import anomaly
+
+from streams.anomaly.exceptions import SnapshotError
+from streams.anomaly.features import DailyProfile
+from streams.anomaly.hst import CompactHalfSpaceTrees
+
+
+class SensorDetector(anomaly.base.AnomalyDetector):
+    """Univariate detector: squashed time-of-day residual ``q / (1 + q)``, ``q = (r / squash)**power``."""
+
+    def __init__(
+        self,
+        bins: int = 24,
+        alpha: float = 0.02,
+        squash: float = 5.0,
+        power: float = 2.0,
+        clip: float = 0.0,
+        ready: int = 3,
+    ) -> None:
+        self.bins = bins
+        self.alpha = alpha
+        self.squash = squash
+        self.power = power
+        self.clip = clip
+        self.ready = ready
+        self.profile = DailyProfile(bins, alpha, clip=clip, ready=ready)
+
+    def residual(self, x: Mapping[str, float]) -> float:
+        """Distance from the time-of-day expectation, in spreads (unbounded)."""
+        return self.profile.residual(x["value"], int(x.get("ts_ms", 0)))
+
+    def squash_residual(self, r: float) -> float:
+        q = float((r / self.squash) ** self.power)
+        return q / (q + 1.0)
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return self.squash_residual(self.residual(x))
+
+    def learn_one(self, x: Mapping[str, float], w: float = 1.0) -> None:
+        self.profile.learn(x["value"], int(x.get("ts_ms", 0)), w)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"squash": self.squash, "power": self.power, "profile": self.profile.snapshot()}
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> SensorDetector:
+        p = DailyProfile.from_snapshot(s["profile"])
+        d = cls(p.bins, p.alpha, float(s["squash"]), float(s["power"]), p.clip, p.ready)
+        d.profile = p
+        return d
+
+
+class MachineDetector(anomaly.base.AnomalyDetector):
+    """Multivariate detector: half-space trees over the machine's window features.
+
+    ``backend="compact"`` (default) gives the same scores as ``river.anomaly.HalfSpaceTrees`` with a
+    fraction of the memory; ``backend="river"`` uses river's class itself (its snapshot is a
+    base64 pickle).
+    """
+
+    def __init__(
+        self,
+        n_trees: int = 10,
+        height: int = 8,
+        window_size: int = 250,
+        seed: int | None = 42,
+        backend: str = "compact",
+    ) -> None:
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.seed = seed
+        self.backend = backend
+        self.model: Any
+        if backend == "compact":
+            self.model = CompactHalfSpaceTrees(n_trees, height, window_size, seed=seed)
+        elif backend == "river":
+            self.model = anomaly.HalfSpaceTrees(
+                n_trees=n_trees, height=height, window_size=window_size, seed=seed
+            )
+        else:
+            msg = f"unknown half-space trees backend {backend!r} (compact or river)"
+            raise ValueError(msg)
+
+    @property
+    def ready(self) -> bool:
+        """False until the trees have a full reference window (they score 0 until then)."""
+        return not self.model._first_window
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return float(self.model.score_one(x))
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        self.model.learn_one(x)
+
+    def snapshot(self) -> dict[str, Any]:
+        if self.backend == "compact":
+            return {"backend": "compact", "model": self.model.snapshot()}
+        blob = pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+        return {
+            "backend": "river",
+            "n_trees": self.n_trees,
+            "height": self.height,
+            "window_size": self.window_size,
+            "seed": self.seed,
+            "pickle": base64.b64encode(blob).decode("ascii"),
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> MachineDetector:
+        if s.get("backend") == "compact":
+            m = CompactHalfSpaceTrees.from_snapshot(s["model"])
+            d = cls(m.n_trees, m.height, m.window_size, m.seed, "compact")
+            d.model = m
+            return d
+        if s.get("backend") == "river":
+            d = cls(s["n_trees"], s["height"], s["window_size"], s["seed"], "river")
+            try:
+                # our own snapshot, checksummed by the envelope (streams.anomaly.state)
+                d.model = pickle.loads(base64.b64decode(s["pickle"]))  # noqa: S301
+            except Exception as exc:
+                msg = f"cannot restore river half-space trees: {exc}"
+                raise SnapshotError(msg) from exc
+            return d
+        msg = f"unknown machine detector backend in snapshot: {s.get('backend')!r}"
+        raise SnapshotError(msg)
+
+    def nbytes(self) -> int:
+        if self.backend == "compact":
+            return int(self.model.nbytes())
+        return len(pickle.dumps(self.model))
+
+
+class SequenceDetector(anomaly.base.AnomalyDetector):
+    """Univariate detector: how rarely the last ``length`` readings, quantised, have occurred as a sequence.
+
+    Each reading is quantised into ``levels`` bins of the range seen so far; the last ``length`` bins
+    form a context whose occurrences are counted in a fixed table of ``table_size`` saturating
+    16-bit counters (hashed; a collision can only make a context look more familiar). The raw score
+    is ``1 / (1 + count)``: 1 for a never-seen sequence. Bounded memory (2 bytes per slot) and a
+    cheap update; it catches pattern changes inside the usual range, which the range and
+    time-of-day checks do not.
+    """
+
+    def __init__(self, levels: int = 16, length: int = 5, table_size: int = 4096) -> None:
+        self.levels = levels
+        self.length = length
+        self.table_size = table_size
+        self.counts = array("H", bytes(2 * table_size))
+        self.history: list[int] = []
+        self.lo = 0.0
+        self.hi = 0.0
+        self.seen = 0
+
+    def _level(self, v: float) -> int:
+        lo, hi = (min(self.lo, v), max(self.hi, v)) if self.seen else (v, v)
+        span = hi - lo
+        q = int((v - lo) / span * self.levels) if span > 0 else 0
+        return min(q, self.levels - 1)
+
+    def _slot(self, context: list[int]) -> int:
+        h = 0
+        for q in context:
+            h = (h * 1_000_003 + q + 1) % 2_305_843_009_213_693_951  # Mersenne prime 2**61 - 1
+        return h % self.table_size
+
+    def _context(self, v: float) -> list[int]:
+        return [*self.history[-(self.length - 1) :], self._level(v)] if self.length > 1 else [self._level(v)]
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return 1.0 / (1.0 + self.counts[self._slot(self._context(x["value"]))])
+
+    def learn_one(self, x: Mapping[str, float], w: float = 1.0) -> None:
+        v = x["value"]
+        context = self._context(v)
+        if w > 0:
+            slot = self._slot(context)
+            if self.counts[slot] < 65535:
+                self.counts[slot] += 1
+        self.history = context[-(self.length - 1) :] if self.length > 1 else []
+        if self.seen:
+            self.lo, self.hi = min(self.lo, v), max(self.hi, v)
+        else:
+            self.lo = self.hi = v
+        self.seen += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "levels": self.levels,
+            "length": self.length,
+            "table_size": self.table_size,
+            "counts": base64.b64encode(self.counts.tobytes()).decode("ascii"),
+            "history": list(self.history),
+            "lo": self.lo,
+            "hi": self.hi,
+            "seen": self.seen,
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> SequenceDetector:
+        d = cls(int(s["levels"]), int(s["length"]), int(s["table_size"]))
+        d.counts = array("H")
+        d.counts.frombytes(base64.b64decode(s["counts"]))
+        if len(d.counts) != d.table_size:
+            msg = "sequence detector snapshot has a table of the wrong size"
+            raise SnapshotError(msg)
+        d.history = [int(q) for q in s["history"]]
+        d.lo, d.hi, d.seen = float(s["lo"]), float(s["hi"]), int(s["seen"])
+        return d
+
+    def nbytes(self) -> int:
+        return self.counts.itemsize * len(self.counts)

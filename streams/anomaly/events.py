@@ -1,0 +1,33 @@
+"""The record an anomaly detector emits; engine adapters publish it (e.g. to the anomalies topic)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MACHINE = "machine"  # ``sensor`` of an event raised by the multivariate detector
+
+
+@dataclass(frozen=True)
+class AnomalyEvent:
+    """One anomaly incident of a machine.
+
+    Emitted twice: when it opens (``end_ms`` is None) and when it closes (``end_ms`` set, ``score``
+    the peak over the incident). Times are epoch milliseconds (UTC).
+    """
+
+    machine_id: str
+    sensor: str  # the sensor whose own detector scored highest, or "machine" (multivariate detector)
+    score: float  # calibrated score in [0, 1] (peak so far)
+    threshold: float  # score that opened the event
+    start_ms: int
+    end_ms: int | None = None
+    model_id: str = ""
+    features: dict[str, float] = field(default_factory=dict)  # readings and per-detector scores at the onset
+
+    @property
+    def is_open(self) -> bool:
+        return self.end_ms is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,210 @@
+"""Online feature engineering for one sensor: a short window, the range seen so far, a daily profile.
+
+All of it is bounded (a ring of ``window`` values, two floats of range, ``bins`` pairs of profile
+statistics) and explicit: ``snapshot()`` returns plain JSON types and ``restore`` rebuilds the
+object exactly (floats round-trip through JSON unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+DAY_MS = 86_400_000
+
+
+class SensorWindow:
+    """Last ``size`` values of a sensor and the range [lo, hi] of every value seen.
+
+    ``features(value)`` returns the window features *as if* ``value`` had been appended (pure);
+    ``push(value)`` appends it. Features are ``segments`` means over the last ``size`` values,
+    oldest first, scaled into [0, 1] by the range (including ``value``), as half-space trees expect.
+    """
+
+    __slots__ = ("size", "segments", "long", "buf", "pos", "count", "lo", "hi", "cap")
+
+    def __init__(self, size: int = 8, segments: int = 4, long: int = 0) -> None:
+        if size % segments or long % segments:
+            msg = f"window sizes {size}, {long} must be multiples of segments {segments}"
+            raise ValueError(msg)
+        self.size = size
+        self.segments = segments
+        self.long = long
+        self.cap = max(size, long)
+        self.buf = [0.0] * self.cap
+        self.pos = 0
+        self.count = 0
+        self.lo = 0.0
+        self.hi = 0.0
+
+    def values(self, value: float, size: int) -> list[float]:
+        """The last ``size`` values ending with ``value``, oldest first (start padded with the first)."""
+        n = min(self.count, size - 1)
+        cap = self.cap
+        out = [self.buf[(self.pos - n + i) % cap] for i in range(n)]
+        out.append(value)
+        if len(out) < size:
+            out = [out[0]] * (size - len(out)) + out
+        return out
+
+    def features(self, value: float, prefix: str = "") -> dict[str, float]:
+        lo, hi = (min(self.lo, value), max(self.hi, value)) if self.count else (value, value)
+        span = hi - lo
+        feats = {}
+        for tag, size in (("m", self.size), ("l", self.long)):
+            if not size:
+                continue
+            vals = self.values(value, size)
+            step = size // self.segments
+            for j in range(self.segments):
+                seg = sum(vals[j * step : (j + 1) * step]) / step
+                feats[f"{prefix}{tag}{j}"] = (seg - lo) / span if span > 0 else 0.5
+        return feats
+
+    def push(self, value: float) -> None:
+        self.buf[self.pos] = value
+        self.pos = (self.pos + 1) % self.cap
+        if self.count:
+            self.lo = min(self.lo, value)
+            self.hi = max(self.hi, value)
+        else:
+            self.lo = self.hi = value
+        self.count += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "segments": self.segments,
+            "long": self.long,
+            "buf": list(self.buf),
+            "pos": self.pos,
+            "count": self.count,
+            "lo": self.lo,
+            "hi": self.hi,
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> SensorWindow:
+        w = cls(int(s["size"]), int(s["segments"]), int(s["long"]))
+        w.buf = [float(v) for v in s["buf"]]
+        w.pos, w.count, w.lo, w.hi = int(s["pos"]), int(s["count"]), float(s["lo"]), float(s["hi"])
+        return w
+
+
+class DailyProfile:
+    """Expected value by time of day: per-bin exponentially weighted mean and mean absolute deviation.
+
+    ``residual(value, ts_ms)`` is ``|value - mean_bin| / (mad_bin + eps * mad_all)``: how unusual the
+    value is for this time of day, in units of that bin's usual spread. With no daily rhythm the bins
+    agree and it is an ordinary robust z-score. Machine telemetry has the same rhythms (shifts,
+    ambient temperature, demand). A bin seen fewer than ``ready`` times is judged by the overall
+    mean and spread instead. Updates are Huber-clipped at ``clip`` spreads (0: off). Learning
+    rates are per reading, so the profile's memory in time grows with the sampling interval.
+    """
+
+    __slots__ = (
+        "bins",
+        "alpha",
+        "alpha_all",
+        "eps",
+        "clip",
+        "ready",
+        "mean",
+        "mad",
+        "seen",
+        "mean_all",
+        "mad_all",
+        "count",
+    )
+
+    def __init__(
+        self,
+        bins: int = 24,
+        alpha: float = 0.02,
+        alpha_all: float = 0.01,
+        eps: float = 0.1,
+        clip: float = 0.0,
+        ready: int = 3,
+    ) -> None:
+        self.bins = bins
+        self.alpha = alpha
+        self.alpha_all = alpha_all
+        self.eps = eps
+        self.clip = clip
+        self.ready = ready
+        self.mean = [0.0] * bins
+        self.mad = [0.0] * bins
+        self.seen = [0] * bins
+        self.mean_all = 0.0
+        self.mad_all = 0.0
+        self.count = 0
+
+    def bin(self, ts_ms: int) -> int:
+        return int((ts_ms % DAY_MS) * self.bins // DAY_MS)
+
+    def residual(self, value: float, ts_ms: int) -> float:
+        if self.count < 2:
+            return 0.0
+        b = self.bin(ts_ms)
+        if self.seen[b] < self.ready:
+            return abs(value - self.mean_all) / (self.mad_all + 1e-12)
+        return abs(value - self.mean[b]) / (self.mad[b] + self.eps * self.mad_all + 1e-12)
+
+    @staticmethod
+    def _clipped(d: float, scale: float, clip: float) -> float:
+        if scale <= 0 or clip <= 0:
+            return d
+        c = clip * scale
+        return c if d > c else (-c if d < -c else d)
+
+    def learn(self, value: float, ts_ms: int, weight: float = 1.0) -> None:
+        b = self.bin(ts_ms)
+        if self.count == 0:
+            self.mean_all = value
+        else:
+            a = self.alpha_all * weight
+            d = self._clipped(value - self.mean_all, self.mad_all, self.clip)
+            self.mean_all += a * d
+            self.mad_all += a * (abs(d) - self.mad_all)
+        if not self.seen[b]:
+            self.mean[b] = value
+            self.mad[b] = self.mad_all
+        else:
+            a = self.alpha * weight
+            d = self._clipped(value - self.mean[b], self.mad[b] + self.eps * self.mad_all, self.clip)
+            self.mean[b] += a * d
+            self.mad[b] += a * (abs(d) - self.mad[b])
+        self.seen[b] += 1
+        self.count += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "bins": self.bins,
+            "alpha": self.alpha,
+            "alpha_all": self.alpha_all,
+            "eps": self.eps,
+            "clip": self.clip,
+            "ready": self.ready,
+            "mean": list(self.mean),
+            "mad": list(self.mad),
+            "seen": list(self.seen),
+            "mean_all": self.mean_all,
+            "mad_all": self.mad_all,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> DailyProfile:
+        p = cls(
+            int(s["bins"]),
+            float(s["alpha"]),
+            float(s["alpha_all"]),
+            float(s["eps"]),
+            float(s["clip"]),
+            int(s["ready"]),
+        )
+        p.mean = [float(v) for v in s["mean"]]
+        p.mad = [float(v) for v in s["mad"]]
+        p.seen = [int(v) for v in s["seen"]]
+        p.mean_all, p.mad_all, p.count = float(s["mean_all"]), float(s["mad_all"]), int(s["count"])
+        return p

@@ -1,0 +1,246 @@
+"""Per-machine anomaly monitor: features -> detectors -> calibration -> events, with explicit state.
+
+For every reading of a machine (a timestamp and a value per sensor):
+
+1. each sensor's window features and range are computed (pure: nothing is updated yet);
+2. per sensor, :class:`SensorDetector` scores the value against its time-of-day profile and
+   :class:`SequenceDetector` scores how rare the recent quantised sequence is; per machine,
+   :class:`MachineDetector` (half-space trees) scores the joint window features of all sensors;
+   each raw score is calibrated by its own :class:`Likelihood` into [0, 1] (a sensor's score is the
+   higher of its two);
+3. the machine score is the highest calibrated score (its detector is the event's ``sensor``) or,
+   if higher, the range exceedance of a value beyond everything seen so far (>= 0.5); after the
+   first score above ``red`` in a burst, the next ones are capped at ``yellow``;
+4. the :class:`EventGate` turns scores into events (warm-up, hysteresis, cooldown);
+5. the detectors learn the reading unless it is inside an event (weight ``flagged_weight``), so a
+   fault is not learnt as normal; windows, ranges, sequences and calibrators always advance. An
+   event that outlasts ``max_duration`` is closed and the detectors then learn everything for as
+   long, so a lasting change of regime becomes the new normal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streams.anomaly.calibrate import Likelihood, range_exceedance
+from streams.anomaly.config import AnomalySettings
+from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector
+from streams.anomaly.events import MACHINE, AnomalyEvent
+from streams.anomaly.exceptions import SnapshotError
+from streams.anomaly.features import SensorWindow
+from streams.anomaly.threshold import EventGate
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+MODEL_NAME = "millstream-anomaly/1"
+
+
+def model_id(settings: AnomalySettings) -> str:
+    digest = hashlib.sha256(json.dumps(settings.model_dump(), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{MODEL_NAME}/{digest}"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The outcome of one reading."""
+
+    ts_ms: int
+    score: float  # machine score in [0, 1]
+    is_anomaly: bool  # inside an event
+    source: str  # detector with the highest score: a sensor name or "machine"
+    scores: dict[str, float]  # calibrated score per sensor detector and "machine"
+    event: AnomalyEvent | None  # an event that opened or closed at this reading
+
+
+class MachineMonitor:
+    def __init__(self, machine_id: str, settings: AnomalySettings | None = None) -> None:
+        self.machine_id = machine_id
+        self.settings = s = settings or AnomalySettings()
+        self.model_id = model_id(s)
+        self.windows: dict[str, SensorWindow] = {}
+        self.sensors: dict[str, SensorDetector] = {}
+        self.liks: dict[str, Likelihood] = {}
+        self.sequences: dict[str, SequenceDetector] = {}
+        self.seq_liks: dict[str, Likelihood] = {}
+        self.last_features: dict[str, dict[str, float]] = {}
+        self.machine = MachineDetector(s.hst_trees, s.hst_height, s.hst_window, s.seed, s.hst_backend)
+        self.machine_lik = self._likelihood()
+        self.gate = EventGate(
+            s.enter, s.exit, s.min_duration, s.cooldown, s.max_duration, s.warmup, s.exit_duration
+        )
+        self.count = 0
+        self.prev_red = False
+        self.credit = 0.0  # fractional learning weight carried over (the trees learn whole readings)
+        self.open_event: AnomalyEvent | None = None
+        self.adapt_left = 0  # after an event outlasts max_duration, learn everything for that long
+
+    def _likelihood(self) -> Likelihood:
+        s = self.settings
+        return Likelihood(
+            s.likelihood_window, s.likelihood_alpha, learn_period=s.warmup, var_floor=s.likelihood_var_floor
+        )
+
+    def _add_sensor(self, name: str) -> None:
+        s = self.settings
+        self.windows[name] = SensorWindow(s.window, s.segments, s.long_window)
+        self.sensors[name] = SensorDetector(
+            s.profile_bins,
+            s.profile_alpha,
+            s.profile_squash,
+            s.profile_power,
+            s.profile_clip,
+            s.profile_ready,
+        )
+        self.liks[name] = self._likelihood()
+        if s.sequence_length:
+            self.sequences[name] = SequenceDetector(s.sequence_levels, s.sequence_length, s.sequence_table)
+            self.seq_liks[name] = self._likelihood()
+
+    # ------------------------------------------------------------------------------------------ update
+    def update(self, ts_ms: int, values: Mapping[str, float | None]) -> Scored:
+        s = self.settings
+        self.count += 1
+        present: dict[str, float] = {}
+        for name, v in values.items():
+            if v is None or not math.isfinite(v):
+                continue
+            if name not in self.windows:
+                self._add_sensor(name)
+            present[name] = float(v)
+        scores: dict[str, float] = {}
+        exceed, exceed_by = 0.0, ""
+        for name, v in present.items():
+            win = self.windows[name]
+            if win.count:
+                e = range_exceedance(v, win.lo, win.hi, s.range_tolerance)
+                if e > exceed:
+                    exceed, exceed_by = e, name
+            self.last_features[name] = win.features(v, prefix=f"{name}.")
+            scores[name] = self.liks[name].step(self.sensors[name].score_one({"value": v, "ts_ms": ts_ms}))
+            if name in self.sequences:
+                seq = self.seq_liks[name].step(self.sequences[name].score_one({"value": v}))
+                scores[name] = max(scores[name], seq)
+        x: dict[str, float] = {}
+        for feats in self.last_features.values():
+            x.update(feats)
+        scores[MACHINE] = (
+            self.machine_lik.step(self.machine.score_one(x)) if x and self.machine.ready else 0.0
+        )
+
+        source = max(scores, key=scores.__getitem__)
+        score = scores[source]
+        if exceed > score:
+            score, source = exceed, exceed_by
+        red = score >= s.red
+        if red and self.prev_red:
+            score = min(score, s.yellow)
+        self.prev_red = red
+        if self.count <= s.warmup:
+            score = 0.0
+
+        step = self.gate.step(score, ts_ms)
+        event = None
+        if step.opened:
+            features = {f"value.{k}": v for k, v in present.items()}
+            features.update({f"score.{k}": v for k, v in scores.items()})
+            event = self.open_event = AnomalyEvent(
+                self.machine_id,
+                source,
+                score,
+                s.enter,
+                int(step.start_ms or ts_ms),
+                None,
+                self.model_id,
+                features,
+            )
+        elif step.closed and self.open_event is not None:
+            o = self.open_event
+            event = AnomalyEvent(
+                o.machine_id, o.sensor, step.peak, o.threshold, o.start_ms, ts_ms, o.model_id, o.features
+            )
+            self.open_event = None
+
+        # learn: everything outside events; inside, with the reduced weight
+        if step.timed_out:
+            self.adapt_left = s.max_duration
+        if self.adapt_left > 0:
+            self.adapt_left -= 1
+            weight = 1.0
+        else:
+            weight = s.flagged_weight if (step.is_anomaly or score >= s.enter) else 1.0
+        if weight > 0:
+            for name, v in present.items():
+                self.sensors[name].learn_one({"value": v, "ts_ms": ts_ms}, w=weight)
+            self.credit += weight
+            if x and self.credit >= 1.0:
+                self.credit -= 1.0
+                self.machine.learn_one(x)
+        for name, v in present.items():
+            self.windows[name].push(v)
+            if name in self.sequences:  # the sequence always advances; a flagged context is not counted
+                self.sequences[name].learn_one({"value": v}, w=1.0 if weight > 0 else 0.0)
+        return Scored(ts_ms, score, step.is_anomaly, source, scores, event)
+
+    # ------------------------------------------------------------------------------------------- state
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-serialisable state; :meth:`restore` continues exactly where this left off."""
+        return {
+            "version": STATE_VERSION,
+            "kind": "MachineMonitor",
+            "machine_id": self.machine_id,
+            "settings": self.settings.model_dump(),
+            "count": self.count,
+            "prev_red": self.prev_red,
+            "credit": self.credit,
+            "adapt_left": self.adapt_left,
+            "windows": {k: w.snapshot() for k, w in self.windows.items()},
+            "sensors": {k: d.snapshot() for k, d in self.sensors.items()},
+            "liks": {k: c.snapshot() for k, c in self.liks.items()},
+            "sequences": {k: d.snapshot() for k, d in self.sequences.items()},
+            "seq_liks": {k: c.snapshot() for k, c in self.seq_liks.items()},
+            "last_features": self.last_features,
+            "machine": self.machine.snapshot(),
+            "machine_lik": self.machine_lik.snapshot(),
+            "gate": self.gate.snapshot(),
+            "open_event": self.open_event.to_dict() if self.open_event else None,
+        }
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> MachineMonitor:
+        if state.get("kind") != "MachineMonitor":
+            msg = f"not a MachineMonitor snapshot (kind={state.get('kind')!r})"
+            raise SnapshotError(msg)
+        if state.get("version") != STATE_VERSION:
+            msg = f"snapshot version {state.get('version')!r} is not supported (expected {STATE_VERSION})"
+            raise SnapshotError(msg)
+        try:
+            m = cls(state["machine_id"], AnomalySettings(**state["settings"]))
+            m.count, m.prev_red, m.credit = (
+                int(state["count"]),
+                bool(state["prev_red"]),
+                float(state["credit"]),
+            )
+            m.adapt_left = int(state["adapt_left"])
+            m.windows = {k: SensorWindow.from_snapshot(v) for k, v in state["windows"].items()}
+            m.sensors = {k: SensorDetector.from_snapshot(v) for k, v in state["sensors"].items()}
+            m.liks = {k: Likelihood.from_snapshot(v) for k, v in state["liks"].items()}
+            m.sequences = {k: SequenceDetector.from_snapshot(v) for k, v in state["sequences"].items()}
+            m.seq_liks = {k: Likelihood.from_snapshot(v) for k, v in state["seq_liks"].items()}
+            m.last_features = {
+                k: {f: float(x) for f, x in v.items()} for k, v in state["last_features"].items()
+            }
+            m.machine = MachineDetector.from_snapshot(state["machine"])
+            m.machine_lik = Likelihood.from_snapshot(state["machine_lik"])
+            m.gate = EventGate.from_snapshot(state["gate"])
+            m.open_event = AnomalyEvent(**state["open_event"]) if state["open_event"] else None
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"corrupt MachineMonitor snapshot: {exc}"
+            raise SnapshotError(msg) from exc
+        return m

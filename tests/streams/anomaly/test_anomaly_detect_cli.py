@@ -1,0 +1,188 @@
+"""``millstream detect``: file formats, column choice, row order, errors, and faults in pump telemetry."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from infra.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+SENSORS = ["pressure", "current", "temperature", "vibration"]
+STEP = (2000, 2300)  # pressure steps up by 0.5 bar (noise 0.03)
+DRIFT = (3000, 3600)  # temperature drifts 0.01 K per reading
+QUIET = (300, 1990)  # after the warm-up, before the first fault
+
+
+def pump_rows(n: int = 4320, seed: int = 3) -> list[dict[str, str]]:
+    """Three days of one pump at one reading per minute, with a daily rhythm and two injected faults."""
+    rng = random.Random(seed)
+    t0 = 1_700_000_000
+    rows = []
+    for i in range(n):
+        day = math.sin(2 * math.pi * i / 1440)
+        pressure = 4.0 + 0.2 * day + rng.gauss(0, 0.03) + (0.5 if STEP[0] <= i < STEP[1] else 0.0)
+        drift = (i - DRIFT[0]) * 0.01 if DRIFT[0] <= i < DRIFT[1] else 0.0
+        rows.append(
+            {
+                "time": datetime.fromtimestamp(t0 + 60 * i, UTC).isoformat().replace("+00:00", "Z"),
+                "pressure": f"{pressure:.4f}",
+                "current": f"{12 + day + rng.gauss(0, 0.1):.4f}",
+                "temperature": f"{60 + 2 * day + rng.gauss(0, 0.2) + drift:.4f}",
+                "vibration": f"{abs(rng.gauss(1, 0.2)):.4f}",
+                "status": "RUN",
+            }
+        )
+    return rows
+
+
+def write(path: Path, rows: list[dict[str, str]], delimiter: str = ",", decimal_comma: bool = False) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh, delimiter=delimiter)
+        w.writerow(list(rows[0]))
+        for r in rows:
+            w.writerow([v.replace(".", ",") if decimal_comma and k != "time" else v for k, v in r.items()])
+    return path
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def detect(tmp_path: Path, src: Path, *extra: str, name: str = "out.csv") -> list[dict[str, str]]:
+    out = tmp_path / name
+    rc = main(["detect", "--input", str(src), "--timestamp-column", "time", "--output", str(out), *extra])
+    assert rc == 0
+    return read(out)
+
+
+@pytest.fixture(scope="module")
+def pump_output(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+    tmp = tmp_path_factory.mktemp("pump")
+    return detect(tmp, write(tmp / "pump.csv", pump_rows()))
+
+
+def flagged(out: list[dict[str, str]], lo: int, hi: int) -> list[int]:
+    return [i for i in range(lo, hi) if out[i]["is_anomaly"] == "1"]
+
+
+def test_step_and_drift_are_flagged_and_the_quiet_stretch_is_not(pump_output: list[dict[str, str]]) -> None:
+    out = pump_output
+    step = flagged(out, *STEP)
+    assert step and step[0] < STEP[0] + 30  # within half an hour of the step
+    assert out[step[0]]["anomaly_source"] == "pressure"
+    drift = flagged(out, *DRIFT)
+    assert drift  # the drift is caught before it ends
+    assert out[drift[0]]["anomaly_source"] == "temperature"
+    assert flagged(out, *QUIET) == []
+
+
+def test_output_keeps_the_input_and_adds_scores(pump_output: list[dict[str, str]]) -> None:
+    rows = pump_rows()
+    assert len(pump_output) == len(rows)
+    assert list(pump_output[0])[: len(rows[0])] == list(rows[0])  # original columns first, in order
+    assert all(
+        o["time"] == r["time"] and o["status"] == "RUN" for o, r in zip(pump_output, rows, strict=True)
+    )
+    scores = [float(o["anomaly_score"]) for o in pump_output]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert {o["is_anomaly"] for o in pump_output} <= {"0", "1"}
+
+
+def small_rows() -> list[dict[str, str]]:
+    return pump_rows(900)
+
+
+@pytest.mark.parametrize(("delimiter", "decimal_comma"), [(";", False), ("\t", False), (";", True)])
+def test_delimiters_are_sniffed(tmp_path: Path, delimiter: str, decimal_comma: bool) -> None:
+    rows = small_rows()
+    ref = detect(tmp_path, write(tmp_path / "a.csv", rows), name="ref.csv")
+    got = detect(tmp_path, write(tmp_path / "b.csv", rows, delimiter, decimal_comma), name="got.csv")
+    assert [g["anomaly_score"] for g in got] == [r["anomaly_score"] for r in ref]
+    assert [g["time"] for g in got] == [r["time"] for r in ref]
+
+
+def test_column_selection(tmp_path: Path) -> None:
+    rows = small_rows()
+    only = [{"time": r["time"], "pressure": r["pressure"]} for r in rows]
+    selected = detect(tmp_path, write(tmp_path / "all.csv", rows), "--columns", "pressure", name="sel.csv")
+    alone = detect(tmp_path, write(tmp_path / "one.csv", only), name="one_out.csv")
+    assert [s["anomaly_score"] for s in selected] == [a["anomaly_score"] for a in alone]
+    assert [s["vibration"] for s in selected] == [
+        r["vibration"] for r in rows
+    ]  # unselected columns pass through
+    everything = detect(tmp_path, tmp_path / "all.csv", name="every.csv")  # default: all numeric, not status
+    explicit = detect(tmp_path, tmp_path / "all.csv", "--columns", ",".join(SENSORS), name="explicit.csv")
+    assert [e["anomaly_score"] for e in everything] == [x["anomaly_score"] for x in explicit]
+
+
+def test_rows_are_replayed_in_time_order_and_written_in_input_order(tmp_path: Path) -> None:
+    rows = small_rows()
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    ordered = detect(tmp_path, write(tmp_path / "ordered.csv", rows), name="o.csv")
+    mixed = detect(tmp_path, write(tmp_path / "mixed.csv", shuffled), name="m.csv")
+    assert [m["time"] for m in mixed] == [s["time"] for s in shuffled]
+    by_time = {o["time"]: o["anomaly_score"] for o in ordered}
+    assert all(m["anomaly_score"] == by_time[m["time"]] for m in mixed)
+
+
+def run_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], src: Path, *extra: str) -> str:
+    out = str(tmp_path / "x.csv")
+    rc = main(["detect", "--input", str(src), "--timestamp-column", "time", "--output", out, *extra])
+    assert rc == 1
+    return capsys.readouterr().err
+
+
+def test_missing_columns_are_named_with_the_available_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write(tmp_path / "a.csv", small_rows())
+    err = run_cli_error(tmp_path, capsys, src, "--columns", "pressure,flow")
+    assert "'flow' not found" in err
+    assert "available columns: time, pressure, current, temperature, vibration, status" in err
+    err = run_cli_error(tmp_path, capsys, src, "--columns", "status")
+    assert "'status' has no numeric values" in err
+    rc = main(
+        ["detect", "--input", str(src), "--timestamp-column", "ts", "--output", str(tmp_path / "x.csv")]
+    )
+    assert rc == 1
+    assert "timestamp column 'ts' not found; available columns: time, pressure" in capsys.readouterr().err
+
+
+def test_unparsable_timestamp_names_the_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = small_rows()
+    rows[41]["time"] = "yesterday"
+    err = run_cli_error(tmp_path, capsys, write(tmp_path / "a.csv", rows))
+    assert "row 43" in err  # header is line 1, rows[0] is line 2
+    assert "'yesterday'" in err
+
+
+def test_empty_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "is empty" in run_cli_error(tmp_path, capsys, empty)
+    header = tmp_path / "header.csv"
+    header.write_text("time,pressure\n")
+    assert "no data rows" in run_cli_error(tmp_path, capsys, header)
+
+
+def test_console_entry_point(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.csv", small_rows()[:300])
+    out = tmp_path / "o.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "detect", "--input", str(src), "--timestamp-column", "time",
+         "--output", str(out), "--events", str(tmp_path / "events.jsonl")],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(read(out)) == 300
+    assert (tmp_path / "events.jsonl").exists()
