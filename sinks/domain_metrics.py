@@ -37,7 +37,9 @@ LAST_READING = Gauge(
     ["plant", "line", "machine_id"],
 )
 ANOMALY_SCORE = Gauge(
-    "millstream_anomaly_score", "Latest normalised anomaly score (0-1).", ["machine_id", "sensor"]
+    "millstream_anomaly_score",
+    "Latest calibrated anomaly score (0-1) per detector: a sensor's own, or sensor=\"machine\".",
+    ["plant", "line", "machine_id", "sensor"],
 )
 SERIES_DROPPED = Counter(
     "millstream_metrics_series_dropped", "Domain metric updates dropped by the cardinality guard.", ["metric"]
@@ -84,8 +86,8 @@ class DomainMetrics:
         if self.guard.admit("millstream_last_reading_timestamp_seconds", labels):
             LAST_READING.labels(*labels).set(event_time_ms / 1000)
 
-    def anomaly_score(self, machine_id: str, sensor: str, score: float) -> None:
-        labels = (machine_id, sensor)
+    def anomaly_score(self, plant: str, line: str, machine_id: str, sensor: str, score: float) -> None:
+        labels = (plant, line, machine_id, sensor)
         if self.guard.admit("millstream_anomaly_score", labels):
             ANOMALY_SCORE.labels(*labels).set(score)
 

@@ -16,6 +16,7 @@ from schemas.exceptions import INVALID_RECORD, UNKNOWN_SCHEMA, DecodeError
 from schemas.serde import Serde, explode_scan
 from sinks.domain_metrics import DomainMetrics
 from sinks.metrics import (
+    ANOMALY_EVENTS,
     DEAD_LETTERS,
     DECODE_ERRORS,
     END_TO_END_LATENCY,
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "windows"
 KEY_SEP = "\x1f"  # unit separator: cannot occur in a sane machine id or sensor name
+ANOMALY_PREFIX = f"__anomaly__{KEY_SEP}"  # state key of a machine's anomaly monitor
 READING_NAMES = {"millstream.Reading", "millstream.MachineScan"}
 
 
@@ -113,6 +115,8 @@ class PartitionProcessor:
         partition: int,
         topic: str,
         spc: SpcSettings | None = None,
+        anomaly: Any = None,
+        anomaly_checkpoint_ms: int = 10_000,
     ) -> None:
         self.settings = settings
         self.serde = serde
@@ -130,6 +134,13 @@ class PartitionProcessor:
         self.spc = SpcOperator((spc or SpcSettings()).monitor_config())
         self._analytics_dirty: set[str] = set()
         self.domain = DomainMetrics()
+        from streams.anomaly.config import AnomalySettings
+
+        self.anomaly_settings = anomaly or AnomalySettings()
+        self.anomaly: dict[str, Any] = {}  # machine_id -> MachineMonitor
+        self._anomaly_last_ts: dict[str, int] = {}
+        self._anomaly_saved: dict[str, int] = {}  # machine_id -> wall ms of the last state write
+        self.anomaly_checkpoint_ms = anomaly_checkpoint_ms
 
     # -------------------------------------------------------------------------------- records
     def handle(
@@ -159,10 +170,12 @@ class PartitionProcessor:
         if readings:
             r0 = readings[0]
             self.domain.reading(r0["plant"], r0["line"], r0["machine_id"], r0["event_time"])
-        for r in readings:
-            if r["quality"] == "BAD":
-                self.bad_quality += 1  # excluded from statistics; the raw reading stays in the readings topic
-                continue
+        good = [r for r in readings if r["quality"] != "BAD"]
+        # BAD readings are excluded from statistics; the raw reading stays in the readings topic.
+        self.bad_quality += len(readings) - len(good)
+        if good:
+            self._score(good, out, wall)
+        for r in good:
             k = op_key(r["machine_id"], r["sensor"])
             self.meta[k] = (r["plant"], r["line"], r["unit"])
             for e in self.op.process(k, r["event_time"], r["value"], now_ms=wall):
@@ -224,6 +237,39 @@ class PartitionProcessor:
                     STAGE, self.topic, self.partition, -1, machine_id.encode(), payload, "too_late", e.reason
                 )
             )
+
+    def _score(self, readings: list[dict[str, Any]], out: Outputs, wall: int) -> None:
+        """Anomaly scoring of one scan (readings of one machine at one instant), in event-time order.
+
+        A reading at or before the machine's last scored time (out of order or a retry's duplicate)
+        is not scored again: each machine's model sees a strictly increasing time series.
+        """
+        from streams.anomaly.events import MACHINE
+        from streams.anomaly.monitor import MachineMonitor
+
+        first = readings[0]
+        machine, ts = first["machine_id"], first["event_time"]
+        if ts <= self._anomaly_last_ts.get(machine, -(2**63)):
+            return
+        self._anomaly_last_ts[machine] = ts
+        monitor = self.anomaly.get(machine)
+        if monitor is None:
+            monitor = self.anomaly[machine] = MachineMonitor(machine, self.anomaly_settings)
+        scored = monitor.update(ts, {r["sensor"]: r["value"] for r in readings if r["event_time"] == ts})
+        for detector, score in scored.scores.items():
+            self.domain.anomaly_score(first["plant"], first["line"], machine, detector, score)
+        ev = scored.event
+        if ev is None:
+            return
+        if ev.is_open:
+            ANOMALY_EVENTS.labels("machine" if ev.sensor == MACHINE else "sensor").inc()
+        out.anomalies.append({
+            "plant": first["plant"], "line": first["line"], "machine_id": machine, "sensor": ev.sensor,
+            "state": "open" if ev.is_open else "close", "event_time": ts, "started_at": ev.start_ms,
+            "score": float(ev.score), "threshold": float(ev.threshold), "model_id": ev.model_id,
+            "features": {k: float(v) for k, v in ev.features.items()}, "emitted_at": wall,
+        })  # fmt: skip
+        self._anomaly_saved.pop(machine, None)  # an event changes state worth keeping: save it now
 
     def _analyse(self, key: str, window: dict[str, Any], out: Outputs, wall: int) -> None:
         """Run the per-window analytics (SPC) on a window the operator emitted."""
@@ -288,6 +334,15 @@ class PartitionProcessor:
                 changed[k] = None
             else:
                 changed[k] = {"op": snap, "meta": list(self.meta.get(k, ("", "", ""))), "spc": spc}
+        # Anomaly models are larger (tens of KB): checkpointed per machine every anomaly_checkpoint_ms
+        # and whenever an event opens or closes. After a crash a model resumes from its checkpoint.
+        wall = now_ms()
+        for machine, monitor in self.anomaly.items():
+            if wall - self._anomaly_saved.get(machine, -(2**62)) >= self.anomaly_checkpoint_ms:
+                changed[ANOMALY_PREFIX + machine] = {
+                    "anomaly": monitor.snapshot(), "last_ts": self._anomaly_last_ts.get(machine),
+                }
+                self._anomaly_saved[machine] = wall
         return changed
 
     def meta_state(self) -> dict[str, Any]:
@@ -297,6 +352,15 @@ class PartitionProcessor:
         """Load snapshots; returns windows that the saved watermark closes (re-emitted, idempotent)."""
         for k, snap in keys.items():
             if snap is None:
+                continue
+            if k.startswith(ANOMALY_PREFIX):
+                from streams.anomaly.monitor import MachineMonitor
+
+                machine = k[len(ANOMALY_PREFIX) :]
+                self.anomaly[machine] = MachineMonitor.restore(snap["anomaly"])
+                if snap.get("last_ts") is not None:
+                    self._anomaly_last_ts[machine] = int(snap["last_ts"])
+                self._anomaly_saved[machine] = now_ms()
                 continue
             if snap.get("op") is not None:
                 self.op.restore_key(k, snap["op"])

@@ -58,7 +58,6 @@ WAIT_FOR_DATA_S = 70.0
 # reading one is expected to come back empty; strict xfail turns into a failure as soon as the
 # metric appears, so the entry is removed together with the fix. See docs/observability.md.
 PENDING = {
-    "millstream_anomaly_score": "not set by the stream job yet, and needs plant and line labels",
     "millstream_sink_retries_total": "table label sets are not initialised to 0 at sink start",
     "millstream_sink_rejected_rows_total": "table label sets are not initialised to 0 at sink start",
     "millstream_sink_pauses_total": "reason label sets (backlog, retrying) are not initialised to 0",
