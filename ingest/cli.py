@@ -1,17 +1,28 @@
 """``millstream gateway KIND``: run a device gateway that produces readings to Kafka.
 
-Kinds: ``simulate`` (here); protocol bridges register themselves from the modules listed in
-:data:`GATEWAY_MODULES`, each exposing ``register_gateway(kinds)`` and reusing
-:func:`add_common_options` and :class:`GatewaySession`.
+Kinds: ``simulate`` (the plant simulator), ``opcua`` and ``mqtt`` (protocol bridges in
+:mod:`ingest.opcua` and :mod:`ingest.mqtt`, each exposing ``CONFIG`` (its configuration model) and
+``GATEWAY`` (``GATEWAY(config, emitter)`` with ``run_blocking(stop)`` and ``close()``)). Further
+bridges can register from :data:`GATEWAY_MODULES` (``register_gateway(kinds)``), reusing
+:func:`add_bridge_options`, :func:`run_bridge` and :class:`GatewaySession`.
+
+The bridges always run through store-and-forward (:mod:`ingest.forwarder`, spool in
+``--spool-dir``); ``simulate`` does when a spool folder is given (``--spool-dir``, a ``spool:``
+section in ``--config`` or ``MILLSTREAM_SPOOL_DIR``).
 
 On SIGTERM, SIGINT or the end of the run a gateway flushes, prints ONE JSON line to stdout and
-exits (0 when every message was acknowledged, 1 when some failed)::
+exits (0 when nothing was lost, 1 when some messages failed and were not kept)::
 
     {"read": ..., "produced": ..., "acknowledged": ..., "failed": ..., "spooled": 0, "dropped": 0,
      "scans": ..., "values": ..., "duration_s": ...}
 
-``read`` and ``values`` count sensor values; ``produced``, ``acknowledged`` and ``failed`` count
-Kafka messages (one per machine scan). Everything else goes to stderr.
+``read`` and ``values`` count sensor values (read from devices; turned into readings);
+``produced``, ``acknowledged`` and ``failed`` count Kafka messages (one per machine scan, or per
+reading for the bridges; ``failed``: neither acknowledged nor kept in the spool); ``spooled`` and
+``dropped`` count spool records (``dropped``: by the overflow policy or damage). ``scans`` counts
+source messages (simulated scans, OPC UA notifications, MQTT messages). The bridges add
+``replayed``, ``dead_letters``, ``spool_pending`` (left for the next start), ``delivery_failures``
+and ``outages``. Everything else goes to stderr.
 """
 
 from __future__ import annotations
@@ -20,22 +31,33 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-GATEWAY_MODULES = ["ingest.opcua.cli", "ingest.mqtt.cli"]  # optional: skipped until they exist
+GATEWAY_MODULES: list[str] = []  # further bridges with register_gateway(kinds); missing ones are skipped
+BRIDGES = {
+    "opcua": "OPC UA client: subscribe to PLC nodes, produce readings",
+    "mqtt": "MQTT subscriber: device topics -> readings (QoS 1, persistent session)",
+}
+SECTIONS = ("spool", "producer", "forwarder")  # configuration-file sections every kind understands
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("gateway", help="run a device gateway: machines -> Kafka readings")
     kinds = parser.add_subparsers(dest="gateway_kind", metavar="KIND", required=True)
     _register_simulate(kinds)
+    for kind, text in BRIDGES.items():
+        p = kinds.add_parser(kind, help=text)
+        add_bridge_options(p)
+        p.set_defaults(func=run_bridge)
     for name in GATEWAY_MODULES:
         try:
             module = importlib.import_module(name)
@@ -64,6 +86,28 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topic", default=None, help="output topic (default MILLSTREAM_TOPIC_READINGS)")
 
 
+def add_spool_options(p: argparse.ArgumentParser) -> None:
+    """Store-and-forward options (override the file's ``spool:`` section and MILLSTREAM_SPOOL_*)."""
+    p.add_argument("--spool-dir", type=Path, default=None, help="spool folder (MILLSTREAM_SPOOL_DIR)")
+    p.add_argument(
+        "--fsync", choices=["always", "interval", "never"], default=None, help="spool fsync policy"
+    )
+    p.add_argument("--spool-max-bytes", type=int, default=None, help="spool size bound in bytes")
+    p.add_argument(
+        "--overflow",
+        choices=["drop-oldest", "block", "drop-newest"],
+        default=None,
+        help="what a full spool does",
+    )
+
+
+def add_bridge_options(p: argparse.ArgumentParser) -> None:
+    """Options of a protocol bridge: its configuration file, the spool, the common ones."""
+    p.add_argument("--config", type=Path, required=True, help="gateway configuration (YAML or JSON)")
+    add_spool_options(p)
+    add_common_options(p)
+
+
 def _register_simulate(kinds: Any) -> None:
     p = kinds.add_parser("simulate", help="simulated plant with injected, labelled faults")
     p.add_argument("--machines", type=int, default=None, help="number of machines (MILLSTREAM_SIM_MACHINES)")
@@ -88,6 +132,10 @@ def _register_simulate(kinds: Any) -> None:
         "--fast-forward", action="store_true", default=None, help="no sleeping, event time starting now"
     )
     p.add_argument("--gateway-id", default=None, help="gateway id written into every scan")
+    p.add_argument(
+        "--config", type=Path, default=None, help="YAML/JSON: simulator settings (+ spool/producer sections)"
+    )
+    add_spool_options(p)
     add_common_options(p)
     p.set_defaults(func=run_simulate)
 
@@ -129,6 +177,118 @@ class GatewaySession:
         sys.stdout.flush()
 
 
+def _sections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The configuration file (if any) without, and its generic sections."""
+    from ingest.config import load_config_file
+    from schemas.exceptions import ConfigError
+
+    data = load_config_file(args.config) if getattr(args, "config", None) else {}
+    sections: dict[str, dict[str, Any]] = {}
+    for name in SECTIONS:
+        section = data.pop(name, None) or {}
+        if not isinstance(section, dict):
+            msg = f"{args.config}: the {name!r} section must be a mapping"
+            raise ConfigError(msg)
+        sections[name] = section
+    return data, sections
+
+
+def _forwarding_settings(
+    args: argparse.Namespace, sections: dict[str, dict[str, Any]], gateway_id: str
+) -> tuple[Any, Any, Any]:
+    """Spool, producer and forwarder settings: environment < file sections < command line."""
+    from ingest.config import ForwarderSettings, ProducerSettings, SpoolSettings
+
+    spool = dict(sections["spool"])
+    flags = {"dir": args.spool_dir, "fsync": args.fsync, "max_bytes": args.spool_max_bytes}
+    spool.update({k: v for k, v in {**flags, "overflow": args.overflow}.items() if v is not None})
+    if "dir" not in spool and "MILLSTREAM_SPOOL_DIR" not in os.environ:
+        spool["dir"] = Path(".millstream") / "spool" / gateway_id  # one folder per gateway
+    producer = dict(sections["producer"])
+    if args.max_values_per_s is not None:
+        producer["max_values_per_s"] = args.max_values_per_s
+    return SpoolSettings(**spool), ProducerSettings(**producer), ForwarderSettings(**sections["forwarder"])
+
+
+def _start_forwarder(args: argparse.Namespace, spool: Any, producer: Any, forwarder: Any) -> Any:
+    from ingest.forwarder import DEAD_LETTERS, READINGS, Forwarder
+    from schemas.config import KafkaSettings, TopicSettings
+
+    topics = TopicSettings()
+    kinds = {READINGS: args.topic or topics.topic_readings, DEAD_LETTERS: topics.topic_dead_letters}
+    return Forwarder(KafkaSettings(), kinds, spool, producer, forwarder).start()
+
+
+def _ready_when_online(args: argparse.Namespace, forwarder: Any) -> None:
+    if args.metrics_port is not None:
+        from sinks.metrics import add_readiness_check
+
+        add_readiness_check("kafka", lambda: bool(forwarder.online))
+
+
+def _stop_after(stop: threading.Event, seconds: float | None) -> None:
+    if seconds is not None:
+        timer = threading.Timer(seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    """``millstream gateway opcua|mqtt --config FILE``: the bridge, validation, store-and-forward."""
+    import importlib
+
+    from pydantic import ValidationError
+
+    from ingest.bridge import Emitter
+    from ingest.validation import Validator
+    from schemas.exceptions import ConfigError
+
+    module = importlib.import_module(f"ingest.{args.gateway_kind}")
+    data, sections = _sections(args)
+    try:
+        config = module.CONFIG.model_validate(data)
+        settings = _forwarding_settings(args, sections, config.gateway_id)
+    except (ValidationError, ValueError) as exc:
+        msg = f"{args.config}: {exc}"
+        raise ConfigError(msg) from exc
+    t0 = time.monotonic()
+    with GatewaySession(args.metrics_port) as session:
+        forwarder = _start_forwarder(args, *settings)
+        _ready_when_online(args, forwarder)
+        emitter = Emitter(forwarder, Validator(config.validation, config.gateway_id))
+        gateway = None
+        try:
+            gateway = module.GATEWAY(config, emitter)
+            _stop_after(session.stop, args.duration)
+            gateway.run_blocking(session.stop)
+        finally:
+            report = forwarder.close()
+            if gateway is not None:
+                gateway.close()
+            session.print_summary(
+                {
+                    "read": emitter.read,
+                    "produced": report.produced,
+                    "acknowledged": report.acknowledged,
+                    "failed": report.lost,
+                    "spooled": report.spooled,
+                    "dropped": report.dropped,
+                    "scans": getattr(gateway, "messages", 0),
+                    "values": emitter.readings,
+                    "duration_s": round(time.monotonic() - t0, 3),
+                    "replayed": report.replayed,
+                    "dead_letters": emitter.dead_letters,
+                    "spool_pending": report.pending,
+                    "delivery_failures": report.delivery_failures,
+                    "outages": report.outages,
+                }
+            )
+    if report.lost:
+        logger.error("%d messages were neither delivered nor spooled", report.lost)
+        return 1
+    return 0
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from ingest.config import ProducerSettings, SimulatorSettings
     from ingest.producer import GatewayProducer
@@ -149,15 +309,21 @@ def run_simulate(args: argparse.Namespace) -> int:
         "fast_forward": args.fast_forward,
         "gateway_id": args.gateway_id,
     }
+    data, sections = _sections(args)
+    forwarding = bool(args.spool_dir or sections["spool"] or "MILLSTREAM_SPOOL_DIR" in os.environ)
     try:
-        sim_settings = SimulatorSettings(**{k: v for k, v in overrides.items() if v is not None})
-        producer_settings = ProducerSettings()
+        sim_settings = SimulatorSettings(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        producer_settings = ProducerSettings(**sections["producer"])
         if args.max_values_per_s is not None:
             producer_settings = producer_settings.model_copy(
                 update={"max_values_per_s": args.max_values_per_s}
             )
+        gateway_id = sim_settings.gateway_id
+        forward_settings = _forwarding_settings(args, sections, gateway_id) if forwarding else None
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(str(exc)) from exc
+    if forwarding:
+        return _simulate_forwarding(args, sim_settings, forward_settings)
     topic = args.topic or TopicSettings().topic_readings
     sim = PlantSimulator(sim_settings)
     result = RunResult()
@@ -190,3 +356,33 @@ def run_simulate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _simulate_forwarding(args: argparse.Namespace, sim_settings: Any, settings: Any) -> int:
+    """The simulator through store-and-forward: same summary, with spooled/dropped filled in."""
+    from ingest.bridge import ForwardingScanSink
+    from ingest.simulator import PlantSimulator, RunResult, run_simulation
+
+    sim = PlantSimulator(sim_settings)
+    result = RunResult()
+    with GatewaySession(args.metrics_port) as session:
+        forwarder = _start_forwarder(args, *settings)
+        _ready_when_online(args, forwarder)
+        try:
+            run_simulation(sim, ForwardingScanSink(forwarder), session.stop, result)
+        finally:
+            report = forwarder.close()
+            session.print_summary(
+                {
+                    "read": result.values,
+                    "produced": report.produced,
+                    "acknowledged": report.acknowledged,
+                    "failed": report.lost,
+                    "spooled": report.spooled,
+                    "dropped": report.dropped,
+                    "scans": result.scans,
+                    "values": result.values,
+                    "duration_s": result.duration_s,
+                }
+            )
+    return 1 if report.lost else 0

@@ -187,3 +187,129 @@ class SimulatorSettings(BaseSettings):
     def fast(self) -> bool:
         """True when event time is generated rather than read from the clock."""
         return self.fast_forward or self.start_ms is not None
+
+
+FsyncPolicy = Literal["always", "interval", "never"]
+OverflowPolicy = Literal["drop-oldest", "block", "drop-newest"]
+
+
+class SpoolSettings(BaseSettings):
+    """The store-and-forward spool: where, how big, how durable, what happens when it is full."""
+
+    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SPOOL_", frozen=True, extra="ignore")
+
+    dir: Path = Field(
+        Path(".millstream/spool"),
+        description="MILLSTREAM_SPOOL_DIR: folder of the spool segments; one gateway per folder (locked).",
+    )
+    max_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        description="MILLSTREAM_SPOOL_MAX_BYTES: size bound of all segments together; beyond it the "
+        "overflow policy applies.",
+    )
+    segment_bytes: int = Field(
+        16 << 20,
+        ge=256,
+        description="MILLSTREAM_SPOOL_SEGMENT_BYTES: a segment file rolls over at this size; a segment is "
+        "deleted once every record in it was acknowledged by the broker. At most MAX_BYTES / 2.",
+    )
+    fsync: FsyncPolicy = Field(
+        "always",
+        description="MILLSTREAM_SPOOL_FSYNC: 'always': a record is on disk (fsync) before it counts as "
+        "spooled; 'interval': fsync every FSYNC_INTERVAL_MS; 'never': leave it to the OS.",
+    )
+    fsync_interval_ms: int = Field(
+        200, ge=1, description="MILLSTREAM_SPOOL_FSYNC_INTERVAL_MS: the period of fsync='interval'."
+    )
+    overflow: OverflowPolicy = Field(
+        "drop-oldest",
+        description="MILLSTREAM_SPOOL_OVERFLOW: when the spool is full: 'drop-oldest' deletes the oldest "
+        "segment, 'drop-newest' refuses the new record, 'block' stops taking readings from the source "
+        "(backpressure) until replay frees space. Dropped records are counted.",
+    )
+
+    @field_validator("segment_bytes")
+    @classmethod
+    def _segment(cls, v: int, info: Any) -> int:
+        max_bytes = info.data.get("max_bytes")
+        if max_bytes is not None and v * 2 > max_bytes:
+            msg = f"segment_bytes ({v}) must be at most half of max_bytes ({max_bytes})"
+            raise ValueError(msg)
+        return v
+
+
+class ForwarderSettings(BaseSettings):
+    """When the broker counts as unreachable, how it is probed and how the spool is replayed."""
+
+    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_FORWARD_", frozen=True, extra="ignore")
+
+    offline_after_ms: int = Field(
+        5000,
+        ge=100,
+        description="MILLSTREAM_FORWARD_OFFLINE_AFTER_MS: a message unacknowledged for this long (or a local "
+        "queue full for this long) means the broker is unreachable: readings go to the spool. A delivery "
+        "failure or librdkafka's 'all brokers down' switches at once.",
+    )
+    probe_interval_ms: int = Field(
+        1000,
+        ge=50,
+        description="MILLSTREAM_FORWARD_PROBE_INTERVAL_MS: while offline, ask the broker for metadata this "
+        "often; the first answer ends the outage.",
+    )
+    replay_window: int = Field(
+        5000,
+        ge=1,
+        description="MILLSTREAM_FORWARD_REPLAY_WINDOW: spool records replayed but not yet acknowledged, at "
+        "most.",
+    )
+    queue_size: int = Field(
+        20_000,
+        ge=1,
+        description="MILLSTREAM_FORWARD_QUEUE_SIZE: readings handed over by the protocol side and not yet "
+        "routed; a full queue blocks the source.",
+    )
+    close_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="MILLSTREAM_FORWARD_CLOSE_TIMEOUT_S: on stop, how long to wait for acknowledgements; "
+        "what is still unacknowledged then stays in the spool for the next start.",
+    )
+    reconnect_backoff_max_ms: int = Field(
+        1000,
+        ge=10,
+        description="MILLSTREAM_FORWARD_RECONNECT_BACKOFF_MAX_MS: librdkafka's reconnect backoff cap, so an "
+        "outage ends within about this long after the broker is back.",
+    )
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A gateway configuration file: YAML (``.yaml``/``.yml``) or JSON, holding one mapping."""
+    from schemas.exceptions import ConfigError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read the gateway configuration {path}: {exc}"
+        raise ConfigError(msg) from exc
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    if is_yaml:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            msg = "YAML gateway configurations need PyYAML: pip install 'millstream[gateways]'"
+            raise ConfigError(msg) from exc
+        errors: tuple[type[Exception], ...] = (ValueError, yaml.YAMLError)
+    else:
+        errors = (ValueError,)
+    try:
+        data = yaml.safe_load(text) if is_yaml else json.loads(text)
+    except errors as exc:
+        msg = f"{path} is not valid {'YAML' if is_yaml else 'JSON'}: {exc}"
+        raise ConfigError(msg) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        msg = f"{path} must hold a mapping at the top level, not {type(data).__name__}"
+        raise ConfigError(msg)
+    return data

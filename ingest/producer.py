@@ -100,6 +100,8 @@ class GatewayProducer:
         self._closed = False
         self._drained = False
         self._error_logged: dict[int, float] = {}
+        # Called with every client-level error (e.g. _ALL_BROKERS_DOWN), from poll() in the owner thread.
+        self.on_broker_error: Callable[[KafkaError], None] | None = None
 
     # ------------------------------------------------------------------------------------ sending
     def machine(
@@ -160,6 +162,35 @@ class GatewayProducer:
         if self._produced >= self._next_poll:
             self.poll(0)
 
+    def send_tracked(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        n_values: int,
+        done: Callable[[KafkaError | None], None],
+    ) -> bool:
+        """Queue one message whose outcome is reported to ``done`` (None: acknowledged).
+
+        Unlike :meth:`send` this never waits: False means the local queue is full (the caller
+        decides: wait, spool). Needs ``delivery_reports='all'`` so every acknowledgement calls back.
+        No rate limit here: a store-and-forward caller must not stall its replay on it."""
+        on_delivery = self._on_delivery
+
+        def report(err: KafkaError | None, msg: Any) -> None:
+            on_delivery(err, msg)
+            done(err)
+
+        try:
+            self._produce(topic, value, key, on_delivery=report)
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            raise self._refused(exc) from exc
+        self._values += n_values
+        self._produced += 1
+        return True
+
     def _refused(self, exc: KafkaException) -> ProduceError:
         return ProduceError(f"producer refused a message for {self.topic}: {exc}")
 
@@ -195,6 +226,8 @@ class GatewayProducer:
         self._errors[reason] += 1
 
     def _on_error(self, err: KafkaError) -> None:
+        if self.on_broker_error is not None:
+            self.on_broker_error(err)
         if err.fatal():
             self._fatal = err
             logger.error("fatal producer error: %s", err.str())
@@ -270,10 +303,10 @@ class GatewayProducer:
             throttled_s=round(self._throttled, 3),
         )
 
-    def connected(self) -> bool:
+    def connected(self, timeout: float = 2.0) -> bool:
         """Readiness: the broker answers and knows the topic."""
         try:
-            md = self._producer.list_topics(self.topic, timeout=2.0)
+            md = self._producer.list_topics(self.topic, timeout=timeout)
         except KafkaException:
             return False
         t = md.topics.get(self.topic)

@@ -1,0 +1,358 @@
+"""OPC UA gateway: subscribe to configured nodes and turn data changes into Readings.
+
+Configuration (YAML or JSON, ``millstream gateway opcua --config FILE``)::
+
+    gateway_id: opcua-press-hall
+    endpoint: opc.tcp://10.0.0.5:4840/
+    namespaces: {plant: "urn:acme:plc"}       # aliases usable as {plant} in node ids / browse paths
+    publishing_interval_ms: 100
+    queue_size: 1000                          # per monitored item, on the server
+    nodes:
+      - node_id: "ns={plant};s=Press1.Temperature"
+        plant: p1
+        line: l1
+        machine: m001
+        sensor: temperature
+        unit: degF                            # normalised to Cel by edge validation
+      - browse_path: "0:Objects/plant:Press1/plant:Vibration"
+        plant: p1
+        line: l1
+        machine: m001
+        sensor: vibration_rms
+        unit: mm/s
+    validation: {...}                         # see ingest.validation
+    spool: {...}                              # see ingest.config.SpoolSettings
+
+Every monitored item asks for a ``DataChangeFilter`` with trigger STATUS_VALUE_TIMESTAMP, so a
+repeated value with a new source timestamp (a counter that did not move) is still reported, and a
+server-side queue so nothing is lost between publish cycles. A notification becomes a Reading with
+the value's ``SourceTimestamp`` as event time (ServerTimestamp, then gateway time, when missing)
+and its StatusCode's severity as quality (Good -> GOOD, Uncertain -> UNCERTAIN, Bad -> BAD).
+
+On connection loss (server restart, network) the gateway drops the client, reconnects with
+exponential backoff (``reconnect_initial_s`` doubling up to ``reconnect_max_s``, +-20 % jitter),
+resolves the nodes again and re-subscribes. The server then sends each node's current value again;
+that value is a duplicate of one already sent (same machine, sensor and event time) and the
+downstream dedup removes it. Changes made while disconnected are not recoverable from a
+subscription: the gap is reported (``millstream_gateway_source_gap_seconds`` and a log line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from ingest.bridge import SOURCE_CONNECTED, Emitter, report_gap
+from ingest.validation import Sample, ValidationConfig
+
+logger = logging.getLogger(__name__)
+
+QUALITY_BY_SEVERITY = ("GOOD", "UNCERTAIN", "BAD", "BAD")  # StatusCode bits 31..30
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class NodeMapping(BaseModel):
+    """One OPC UA variable and the reading it becomes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    node_id: str | None = None
+    browse_path: str | None = None
+    plant: str | None = None
+    line: str | None = None
+    machine: str
+    sensor: str
+    unit: str
+
+    @model_validator(mode="after")
+    def _one_address(self) -> NodeMapping:
+        if (self.node_id is None) == (self.browse_path is None):
+            msg = f"{self.machine}/{self.sensor}: give exactly one of node_id and browse_path"
+            raise ValueError(msg)
+        return self
+
+
+class OpcUaConfig(BaseModel):
+    """The configuration file of an OPC UA gateway (without the spool/producer sections)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gateway_id: str = "opcua-1"
+    endpoint: str
+    plant: str | None = None
+    line: str | None = None
+    namespaces: dict[str, str] = Field(default_factory=dict)
+    publishing_interval_ms: float = Field(100.0, gt=0)
+    sampling_interval_ms: float = Field(0.0, ge=0)
+    queue_size: int = Field(1000, ge=1)
+    client_queue: int = Field(200_000, ge=100)
+    request_timeout_s: float = Field(4.0, gt=0)
+    watchdog_interval_s: float = Field(1.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    username: str | None = None
+    password: SecretStr | None = None
+    nodes: list[NodeMapping] = Field(min_length=1)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @model_validator(mode="after")
+    def _plant_line(self) -> OpcUaConfig:
+        for n in self.nodes:
+            if (n.plant or self.plant) is None or (n.line or self.line) is None:
+                msg = f"{n.machine}/{n.sensor}: no plant/line (set them on the node or at the top level)"
+                raise ValueError(msg)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    source: str
+    plant: str
+    line: str
+    machine: str
+    sensor: str
+    unit: str
+
+
+def to_epoch_ms(t: datetime) -> int:
+    if t.tzinfo is None:  # OPC UA DateTime is UTC
+        t = t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // _MS
+
+
+class OpcUaGateway:
+    """Subscribes, maps, reconnects. Run with :meth:`run_blocking` (its own event loop)."""
+
+    protocol = "opcua"
+
+    def __init__(self, config: OpcUaConfig, emitter: Emitter) -> None:
+        self.config = config
+        self.emitter = emitter
+        self.subscribed = threading.Event()  # set while subscribed
+        self.messages = 0
+        self.reconnects = 0
+        self.gaps: list[float] = []
+        self.missing_source_time = 0
+        self._bindings: dict[int, Binding] = {}
+
+    def run_blocking(self, stop: threading.Event) -> None:
+        asyncio.run(self.run(stop))
+
+    def close(self) -> None:
+        """Nothing to release after run() returned (the client is closed there)."""
+
+    async def run(self, stop: threading.Event) -> None:
+        from asyncua.client.client import Client
+        from asyncua.ua.uaerrors import UaError
+
+        cfg = self.config
+        attempt = 0
+        lost_at: float | None = None  # monotonic time the connection was lost
+        errors = (OSError, asyncio.TimeoutError, ConnectionError, UaError)
+        while not stop.is_set():
+            client = Client(
+                cfg.endpoint, timeout=cfg.request_timeout_s, watchdog_intervall=cfg.watchdog_interval_s
+            )
+            if cfg.username:
+                client.set_user(cfg.username)
+                if cfg.password is not None:
+                    client.set_password(cfg.password.get_secret_value())
+            lost = asyncio.Event()
+
+            async def on_lost(exc: Exception, lost: asyncio.Event = lost) -> None:
+                logger.warning("OPC UA connection to %s lost: %r", cfg.endpoint, exc)
+                lost.set()
+
+            client.connection_lost_callback = on_lost
+            try:
+                await client.connect()
+                try:
+                    sub = await self._subscribe(client)
+                    attempt = 0
+                    if lost_at is not None:
+                        gap = time.monotonic() - lost_at
+                        self.reconnects += 1
+                        self.gaps.append(gap)
+                        report_gap(
+                            cfg.gateway_id, self.protocol, gap, f"{len(self._bindings)} nodes re-subscribed"
+                        )
+                    self.subscribed.set()
+                    SOURCE_CONNECTED.labels(cfg.gateway_id, self.protocol).set(1)
+                    await self._pump(sub, lost, stop)
+                finally:
+                    self.subscribed.clear()
+                    SOURCE_CONNECTED.labels(cfg.gateway_id, self.protocol).set(0)
+                    if not stop.is_set():
+                        lost_at = time.monotonic()
+                    await _quiet_disconnect(client)
+            except errors as exc:
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                logger.warning("OPC UA %s: %s: %s", cfg.endpoint, type(exc).__name__, exc)
+                await _quiet_disconnect(client)
+            if stop.is_set():
+                break
+            delay = min(cfg.reconnect_max_s, cfg.reconnect_initial_s * 2**attempt) * random.uniform(0.8, 1.2)
+            attempt += 1
+            logger.info("OPC UA %s: reconnecting in %.1f s", cfg.endpoint, delay)
+            await _sleep_unless(stop, delay)
+
+    async def _subscribe(self, client: Any) -> Any:
+        from asyncua import ua
+        from asyncua.common.subscription import OverflowPolicy
+        from asyncua.ua.attribute_ids import AttributeIds
+        from asyncua.ua.uaerrors import UaError
+
+        cfg = self.config
+        aliases = {alias: str(await client.get_namespace_index(uri)) for alias, uri in cfg.namespaces.items()}
+        requests: list[Any] = []
+        bindings: dict[int, Binding] = {}
+        trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+        for i, m in enumerate(cfg.nodes, start=1):
+            try:
+                node = await self._node(client, m, aliases)
+            except UaError as exc:
+                logger.error("OPC UA node %s not found: %s", m.node_id or m.browse_path, exc)
+                continue
+            params = ua.MonitoringParameters(
+                ClientHandle=i,
+                SamplingInterval=cfg.sampling_interval_ms,
+                QueueSize=cfg.queue_size,
+                DiscardOldest=True,
+                Filter=trigger,
+            )
+            requests.append(
+                ua.MonitoredItemCreateRequest(
+                    ItemToMonitor=ua.ReadValueId(NodeId=node.nodeid, AttributeId=AttributeIds.Value),
+                    MonitoringMode=ua.MonitoringMode.Reporting,
+                    RequestedParameters=params,
+                )
+            )
+            bindings[i] = Binding(
+                node.nodeid.to_string(),
+                m.plant or cfg.plant or "",
+                m.line or cfg.line or "",
+                m.machine,
+                m.sensor,
+                m.unit,
+            )
+        if not requests:
+            msg = f"none of the {len(cfg.nodes)} configured nodes exists on {cfg.endpoint}"
+            raise ConnectionError(msg)
+        self._bindings = bindings
+        sub = await client.create_subscription(
+            cfg.publishing_interval_ms,
+            None,
+            queue_maxsize=cfg.client_queue,
+            overflow=OverflowPolicy.DISCONNECT,
+        )
+        results = await sub.create_monitored_items(requests)
+        failed = [(r, req) for r, req in zip(results, requests, strict=True) if isinstance(r, ua.StatusCode)]
+        for code, req in failed:
+            logger.error("OPC UA: cannot monitor %s: %s", req.ItemToMonitor.NodeId.to_string(), code)
+        if len(failed) == len(requests):
+            msg = f"no node of {cfg.endpoint} could be monitored"
+            raise ConnectionError(msg)
+        logger.info("OPC UA %s: subscribed to %d nodes", cfg.endpoint, len(requests) - len(failed))
+        return sub
+
+    @staticmethod
+    async def _node(client: Any, m: NodeMapping, aliases: dict[str, str]) -> Any:
+        if m.node_id is not None:
+            nid = m.node_id.format_map(aliases) if aliases and "{" in m.node_id else m.node_id
+            return client.get_node(nid)
+        path = []
+        for element in (m.browse_path or "").strip("/").split("/"):
+            ns, sep, name = element.partition(":")
+            path.append(f"{aliases.get(ns, ns)}:{name}" if sep else element)
+        return await client.nodes.root.get_child(path)
+
+    async def _pump(self, sub: Any, lost: asyncio.Event, stop: threading.Event) -> None:
+        from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent
+
+        q: asyncio.Queue[Any] | None = getattr(sub, "_event_queue", None)
+        while not stop.is_set() and not lost.is_set():
+            try:  # the iterator queue directly: next_event() costs a wait_for per value
+                ev = q.get_nowait() if q is not None else await sub.next_event(timeout=0.2)
+            except asyncio.QueueEmpty:
+                try:
+                    ev = await asyncio.wait_for(q.get(), 0.2) if q is not None else None
+                except TimeoutError:
+                    continue
+            if ev is None:
+                if q is not None:
+                    return  # the subscription was closed
+                continue
+            if isinstance(ev, DataChangeEvent):
+                await self._on_data(ev)
+            elif isinstance(ev, StatusChangeEvent):
+                status = ev.notification.Status
+                if not status.is_good():
+                    logger.warning("OPC UA subscription status %s", status)
+                    return
+
+    async def _on_data(self, ev: Any) -> None:
+        item = ev.data.monitored_item
+        b = self._bindings.get(item.ClientHandle)
+        if b is None:
+            return
+        self.messages += 1
+        dv = item.Value
+        now = time.time_ns() // 1_000_000
+        status = dv.StatusCode.value if dv.StatusCode is not None else 0
+        ts = dv.SourceTimestamp or dv.ServerTimestamp
+        if ts is None:
+            self.missing_source_time += 1
+        event_time = to_epoch_ms(ts) if ts is not None else now
+        value = dv.Value.Value if dv.Value is not None else None
+
+        def payload() -> bytes:  # only built for a dead letter
+            return json.dumps(
+                {"node": b.source, "value": repr(value), "status": status, "ts": event_time}
+            ).encode()
+
+        sample = Sample(
+            b.source,
+            payload,
+            b.plant,
+            b.line,
+            b.machine,
+            b.sensor,
+            b.unit,
+            value,
+            event_time,
+            QUALITY_BY_SEVERITY[(status >> 30) & 3],
+        )
+        kind, key, encoded = self.emitter.prepare(sample, now)
+        submit = self.emitter.forwarder.submit
+        while not submit(kind, key, encoded, 1, None, timeout=0):
+            if self.emitter.forwarder.closing:
+                return
+            await asyncio.sleep(0.005)  # backpressure without blocking the event loop
+
+
+async def _quiet_disconnect(client: Any) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), 2.0)
+    except Exception as exc:  # the connection is gone already, most of the time
+        logger.debug("OPC UA disconnect: %r", exc)
+
+
+async def _sleep_unless(stop: threading.Event, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(min(0.1, deadline - time.monotonic()))
+
+
+CONFIG = OpcUaConfig
+GATEWAY = OpcUaGateway
