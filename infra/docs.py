@@ -21,6 +21,8 @@ SETTINGS = [
     ("infra.stack", "StackSettings"),
     ("ingest.config", "ProducerSettings"),
     ("ingest.config", "SimulatorSettings"),
+    ("ingest.config", "SpoolSettings"),
+    ("ingest.config", "ForwarderSettings"),
     ("streams.config", "StreamSettings"),
     ("sinks.config", "ClickHouseSettings"),
     ("sinks.config", "SinkSettings"),

@@ -1,8 +1,9 @@
-"""``millstream run faust|flink``: run the stream job against the configured broker."""
+"""``millstream run faust|flink`` and ``millstream replay``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -13,6 +14,52 @@ def register(sub: Any) -> None:
     f.add_argument("--metrics-port", type=int, default=None, help="override MILLSTREAM_STREAM_METRICS_PORT")
     f.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     f.set_defaults(func=run_faust)
+
+    fl = engines.add_parser(
+        "flink",
+        help="PyFlink job: local MiniCluster, or the cluster when started by Flink's PythonDriver",
+        description="Run the stream job on PyFlink. Started directly it runs on a local MiniCluster with "
+        "RocksDB state and exactly-once checkpoints, and resumes from the newest completed checkpoint in "
+        "the checkpoint directory (MILLSTREAM_FLINK_RESTORE). Started by Flink's PythonDriver "
+        "(application mode, `-pym infra.cli run flink`) it submits the same job to that cluster.",
+    )
+    fl.add_argument(
+        "--parallelism", type=int, default=None, metavar="N", help="override MILLSTREAM_FLINK_PARALLELISM"
+    )
+    fl.add_argument("--metrics-port", type=int, default=None, help="override MILLSTREAM_STREAM_METRICS_PORT")
+    fl.add_argument(
+        "--checkpoint-dir", type=Path, default=None, help="override MILLSTREAM_FLINK_CHECKPOINT_DIR"
+    )
+    fl.add_argument(
+        "--checkpoint-interval-ms",
+        type=int,
+        default=None,
+        help="override MILLSTREAM_FLINK_CHECKPOINT_INTERVAL_MS",
+    )
+    fl.add_argument(
+        "--restore",
+        default=None,
+        metavar="latest|none|PATH",
+        help="override MILLSTREAM_FLINK_RESTORE: newest checkpoint, fresh start, or a checkpoint/savepoint",
+    )
+    fl.set_defaults(func=run_flink)
+
+    r = sub.add_parser(
+        "replay",
+        help="replay a CSV of readings through the broker and an engine; write the windows as JSONL",
+        description="Produce a bounded CSV of readings (machine_id, sensor, ts in epoch ms, value; optional "
+        "plant, line, unit, quality, gateway_id, seq, lot_id) to fresh topics (on "
+        "MILLSTREAM_KAFKA_BOOTSTRAP, "
+        "or a local broker when unset), run the engine until every window has closed, and write "
+        "windows.jsonl (final version of each window), spc.jsonl, anomalies.jsonl and summary.json.",
+    )
+    r.add_argument("--engine", choices=["faust", "flink"], required=True)
+    r.add_argument("--input", type=Path, required=True, metavar="FILE.csv")
+    r.add_argument("--output", type=Path, required=True, metavar="DIR")
+    r.add_argument("--window", default=None, help="window spec (default MILLSTREAM_STREAM_WINDOW)")
+    r.add_argument("--parallelism", type=int, default=None, metavar="N", help="Flink parallelism")
+    r.add_argument("--keep-workdir", action="store_true", help="keep the temporary folder with engine logs")
+    r.set_defaults(func=run_replay)
 
 
 def run_faust(args: argparse.Namespace) -> int:
@@ -25,4 +72,70 @@ def run_faust(args: argparse.Namespace) -> int:
     serve(port, stage="windows")
     app = create_app(settings)
     run_worker(app, loglevel=args.loglevel)
+    return 0
+
+
+def run_flink(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import sys
+    import threading
+
+    from infra.stack import StackSettings
+    from schemas.config import KafkaSettings, TopicSettings
+    from sinks.metrics import serve
+    from streams.config import StreamSettings
+    from streams.flink.config import FlinkSettings
+    from streams.flink.job import JobSpec, resolve_restore
+    from streams.flink.runner import in_application_mode, run_application, run_local
+    from streams.spc.config import SpcSettings
+
+    stream = StreamSettings()
+    overrides = {
+        "parallelism": args.parallelism,
+        "checkpoint_dir": args.checkpoint_dir,
+        "checkpoint_interval_ms": args.checkpoint_interval_ms,
+        "restore": args.restore,
+    }
+    base = FlinkSettings()
+    flink = FlinkSettings(**{**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    spec = JobSpec(stream, SpcSettings(), KafkaSettings(), TopicSettings(), flink)
+    if in_application_mode():
+        # The cluster's configuration (checkpoint folder, restore path from the operator) wins.
+        spec.local = False
+        spec.checkpoint_dir = flink.checkpoint_dir
+        if flink.restore not in ("latest", "none"):
+            spec.restore_path = resolve_restore(flink, Path("."))
+        run_application(spec)
+        return 0
+    data_dir = StackSettings().data_dir
+    spec.checkpoint_dir = flink.resolved_checkpoint_dir(data_dir)
+    spec.restore_path = resolve_restore(flink, spec.checkpoint_dir)
+    port = args.metrics_port if args.metrics_port is not None else stream.metrics_port
+    serve(port, stage="windows")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def started(job_id: str, rest_port: int) -> None:
+        info = {
+            "job_id": job_id,
+            "rest_port": rest_port,
+            "checkpoint_dir": str(spec.checkpoint_dir),
+            "restored_from": str(spec.restore_path) if spec.restore_path else None,
+        }
+        print(json.dumps(info), flush=True)
+
+    state = run_local(spec, data_dir / "flink" / "log", stop, on_start=started)
+    print(f"millstream: flink job ended: {state}", file=sys.stderr)
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from streams.replay import replay
+
+    summary = replay(args.engine, args.input, args.output, args.window, args.parallelism, args.keep_workdir)
+    print(json.dumps(summary))
     return 0

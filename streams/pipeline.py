@@ -92,7 +92,7 @@ def dead_letter(
 def validate(reading: dict[str, Any], wall_ms: int, max_future_ms: int) -> None:
     """Raise InvalidRecord when a decoded reading cannot be aggregated."""
     v = reading["value"]
-    if not math.isfinite(v):
+    if not math.isfinite(v) and reading["quality"] != "BAD":  # a BAD reading may carry no value (OPC UA)
         raise InvalidRecord(INVALID_RECORD, f"{reading['machine_id']}/{reading['sensor']}: value is {v}")
     if not reading["machine_id"] or not reading["sensor"]:
         raise InvalidRecord(INVALID_RECORD, "empty machine_id or sensor")

@@ -1,0 +1,170 @@
+"""Kafka source and sink of the Flink job.
+
+* Source: the Kafka *table* connector, turned into a DataStream. PyFlink's DataStream KafkaSource
+  only offers value-only deserialisers, while the table source also yields each record's key,
+  partition and offset (dead letters must name them: the dead_letters table is keyed by topic,
+  partition and offset) and still generates watermarks per partition inside the source.
+* PyFlink 2.0's ``KafkaTopicPartition`` and ``KafkaOffsetResetStrategy`` name the *shaded* Kafka
+  classes of the SQL connector jar; the job ships the plain ``flink-connector-kafka`` jar with
+  ``kafka-clients``, so offsets initializers are built here against the unshaded classes.
+* The sink takes ``Row(topic, value bytes)`` elements and picks the topic from the first field with
+  the Java helpers that PyFlink's own topic selector uses, minus the extra Python ``map`` PyFlink adds
+  in front of the sink (one Python hop less per output record). Records have no key: PyFlink offers
+  no way to serialise a key from one field and the value from another (see docs/scaling-out.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.config import KafkaSettings
+
+JAAS = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def java_properties(kafka: KafkaSettings) -> dict[str, str]:
+    """KafkaSettings as Java client properties (security, SASL)."""
+    props = {"security.protocol": kafka.kafka_security_protocol}
+    if kafka.kafka_security_protocol.startswith("SASL"):
+        module = JAAS.get(kafka.kafka_sasl_mechanism.upper(), JAAS["SCRAM-SHA-512"])
+        user = (kafka.kafka_username or "").replace('"', '\\"')
+        password = kafka.kafka_password.get_secret_value() if kafka.kafka_password else ""
+        password = password.replace('"', '\\"')
+        props["sasl.mechanism"] = kafka.kafka_sasl_mechanism
+        props["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    return props
+
+
+def _jvm() -> Any:
+    from pyflink.java_gateway import get_gateway
+
+    return get_gateway().jvm
+
+
+def _initializers() -> Any:
+    return _jvm().org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer
+
+
+def _earliest() -> Any:
+    return _jvm().org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
+
+
+def committed_or_earliest() -> Any:
+    """Start from the consumer group's committed offsets, or the earliest offset without them."""
+    from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
+
+    return KafkaOffsetsInitializer(_initializers().committedOffsets(_earliest()))
+
+
+def earliest() -> Any:
+    from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
+
+    return KafkaOffsetsInitializer(_initializers().earliest())
+
+
+def exact_offsets(topic: str, offsets: dict[int, int]) -> Any:
+    """Offsets per partition (e.g. the stopping offsets of a bounded replay)."""
+    from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
+    from pyflink.util.java_utils import get_java_class
+
+    jvm = _jvm()
+    wrapper = jvm.org.apache.flink.python.util.HashMapWrapper(None, get_java_class(jvm.Long))
+    for partition, offset in offsets.items():
+        wrapper.put(jvm.org.apache.kafka.common.TopicPartition(topic, int(partition)), int(offset))
+    return KafkaOffsetsInitializer(_initializers().offsets(wrapper.asMap(), _earliest()))
+
+
+READINGS_TABLE = "millstream_readings"
+
+
+def _interval(ms: int) -> str:
+    return f"INTERVAL '{ms / 1000:.3f}' SECOND"
+
+
+def readings_table_ddl(
+    kafka: KafkaSettings,
+    topic: str,
+    group_id: str,
+    out_of_orderness_ms: int,
+    stop_offsets: dict[int, int] | None = None,
+) -> str:
+    """The readings topic as a table: key, raw value, partition, offset and the record timestamp.
+
+    The watermark is declared on the record timestamp, so the planner pushes it into the KafkaSource:
+    one watermark per partition (split), combined by taking the minimum. ``ts - (delay + 1 ms)``
+    reproduces the DataStream bounded-out-of-orderness generator (``max - delay - 1``) that
+    ``streams.flink.keyed`` expects.
+    """
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": kafka.kafka_bootstrap,
+        "properties.group.id": group_id,
+        "key.format": "raw",
+        "key.fields": "k",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        "scan.topic-partition-discovery.interval": "60 s",
+    }
+    if stop_offsets is None:
+        options["scan.startup.mode"] = "group-offsets"
+        options["properties.auto.offset.reset"] = "earliest"
+    else:
+        options["scan.startup.mode"] = "earliest-offset"
+        options["scan.bounded.mode"] = "specific-offsets"
+        options["scan.bounded.specific-offsets"] = ";".join(
+            f"partition:{p},offset:{o}" for p, o in sorted(stop_offsets.items())
+        )
+    for k, v in java_properties(kafka).items():
+        options[f"properties.{k}"] = v
+    with_ = ",\n  ".join(f"'{k}' = '{str(v).replace(chr(39), chr(39) * 2)}'" for k, v in options.items())
+    return f"""CREATE TEMPORARY TABLE {READINGS_TABLE} (
+  `k` BYTES,
+  `v` BYTES,
+  `partition` INT METADATA VIRTUAL,
+  `offset` BIGINT METADATA VIRTUAL,
+  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
+  WATERMARK FOR `ts` AS `ts` - {_interval(out_of_orderness_ms + 1)}
+) WITH (
+  {with_}
+)"""
+
+
+def topic_sink(
+    kafka: KafkaSettings,
+    exactly_once: bool,
+    transactional_id_prefix: str,
+    transaction_timeout_ms: int,
+) -> Any:
+    """A KafkaSink for ``Row(topic, value)`` elements."""
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.kafka import KafkaSink
+    from pyflink.util.java_utils import get_java_class
+
+    jvm = _jvm()
+    utils = jvm.org.apache.flink.python.util.PythonConnectorUtils
+    record = jvm.org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchemaBuilder()
+    record.setTopicSelector(
+        utils.createFirstColumnTopicSelector(
+            get_java_class(jvm.org.apache.flink.connector.kafka.sink.TopicSelector)
+        )
+    )
+    record.setValueSerializationSchema(
+        utils.SecondColumnSerializationSchema(jvm.org.apache.flink.api.common.serialization.ByteArraySchema())
+    )
+    builder = KafkaSink.builder().set_bootstrap_servers(kafka.kafka_bootstrap)
+    if exactly_once:
+        builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+        builder.set_transactional_id_prefix(transactional_id_prefix)
+        builder.set_property("transaction.timeout.ms", str(transaction_timeout_ms))
+    else:
+        builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    builder.set_property("acks", "all")
+    for k, v in java_properties(kafka).items():
+        builder.set_property(k, v)
+    builder._j_builder.setRecordSerializer(record.build())  # noqa: SLF001 - see the module docstring
+    return builder.build()
