@@ -269,7 +269,10 @@ def _tables_read(sql: str) -> set[str]:
 def test_clickhouse_panel_query_runs(clickhouse: tuple[Any, set[str]], target: PanelTarget) -> None:
     client, filled = clickhouse
     span_ms = duration_ms(target.time_from or "1h")  # the dashboard's default range, or the panel's own
-    sql = clickhouse_sql(target.query, VALUES, MULTI, from_ms=NOW_MS - span_ms, to_ms=NOW_MS + 60_000)
+    # NOW_MS is the fixture data's time; written_at is the real insert time, which in a long test run
+    # can be minutes after collection: the range ends at the real now.
+    to_ms = int(time.time() * 1000) + 60_000
+    sql = clickhouse_sql(target.query, VALUES, MULTI, from_ms=NOW_MS - span_ms, to_ms=to_ms)
     rows = client.query(sql).result_rows
     # The fixture fills every table the views read, so every panel must show something.
     assert rows, f"no rows from the fixture data: {sql}"
