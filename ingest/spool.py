@@ -56,6 +56,8 @@ SPOOL_DROPPED = PromCounter(
     "Spooled records lost on purpose or by damage: overflow (policy) or corrupt (CRC mismatch).",
     ["reason"],
 )
+for _reason in ("overflow", "corrupt"):  # at 0 from the start: rate() sees the first drop
+    SPOOL_DROPPED.labels(_reason)
 SPOOL_BYTES = Gauge("millstream_gateway_spool_bytes", "Bytes in the spool's segment files.")
 SPOOL_RECORDS = Gauge("millstream_gateway_spool_records", "Spooled records not yet acknowledged.")
 

@@ -41,3 +41,12 @@ SINK_ALERTS = Counter(
     "Alerts received on the Alertmanager webhook and written, by status (firing or resolved).",
     ["status"],
 )
+
+# Series exist at 0 from the start, so rate()/increase() see the first event and panels show 0.
+for _table in ("window_aggregates", "dead_letters", "spc_signals", "anomalies", "readings", "alerts"):
+    SINK_RETRIES.labels(_table)
+    SINK_REJECTED.labels(_table)
+for _reason in ("backlog", "retrying"):
+    SINK_PAUSES.labels(_reason)
+for _status in ("firing", "resolved"):
+    SINK_ALERTS.labels(_status)
