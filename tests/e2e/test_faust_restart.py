@@ -76,7 +76,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         producer.flush(30)
         # Windows 0..28 close while the first worker runs; window 29 and 30 are open at the kill.
         wait_until(lambda: (pipe.check_alive(), pipe.end_offsets(pipe.topics.topic_windows) >= 20)[1],
-                   120, "the first worker to emit windows", 0.5)  # fmt: skip
+                   300, "the first worker to emit windows", 0.5)  # fmt: skip
         time.sleep(2.5)  # at least one offset commit (every 1 s) after the emissions
         worker.signal(signal.SIGKILL)
         worker.proc.wait(10)  # type: ignore[union-attr]
@@ -94,7 +94,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             starts = {w["window_start"] for w in windows if w["sensor"] == SENSOR}
             return len(starts) >= expected
 
-        wait_until(all_windows, 180, "every window after the restart", 2.0)
+        wait_until(all_windows, 400, "every window after the restart", 2.0)
         pipe.wait_quiet(pipe.topics.topic_windows, quiet_s=3, timeout=30)
         yield {
             "readings": readings,
