@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -298,6 +299,7 @@ def main() -> None:
         flink_child(args.flink_child)
         return
     n = 30_000 if args.quick else args.readings
+    load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-engines-"))
     broker = LocalBroker(work).start()
     try:
@@ -349,7 +351,8 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "apache_flink": version("apache-flink"),
                 "faust_streaming": version("faust-streaming"),
-                "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                "load_average_at_start": [round(x, 2) for x in load_at_start],
+                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                 "note": "two cores shared with other workloads; see each run's load average",
             },
             "input": {
@@ -363,6 +366,15 @@ def main() -> None:
             "runs": runs,
             "flink_p2_over_p1": scaling,
             "goal_p2_at_least_1_7x_p1": scaling >= 1.7,
+            # Efficiency: records per CPU second of the job's processes. Flat from p=1 to p=2 means
+            # the job scales with the cores it gets; the throughput ratio then only shows how many
+            # cores were free (cpu_cores_used per run).
+            "flink_p2_over_p1_records_per_cpu_s": round(
+                f2.get("records_per_cpu_s", 0.0) / max(f1.get("records_per_cpu_s", 0.0), 1e-9), 2
+            ),
+            "flink_p1_over_faust_records_per_cpu_s": round(
+                f1.get("records_per_cpu_s", 0.0) / max(fa.get("records_per_cpu_s", 0.0), 1e-9), 2
+            ),
             "flink_p1_over_faust": round(f1["records_per_s"] / fa["records_per_s"], 2),
             "flink_p2_over_faust": round(f2["records_per_s"] / fa["records_per_s"], 2),
         }
@@ -371,6 +383,7 @@ def main() -> None:
         print(json.dumps(result, indent=1))
     finally:
         broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def run_flink(args: argparse.Namespace) -> int:
         "checkpoint_interval_ms": args.checkpoint_interval_ms,
         "restore": args.restore,
     }
-    base = FlinkSettings()
-    flink = FlinkSettings(**{**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    # Only what is set (environment or flags) counts as explicit: in application mode the rest comes
+    # from the cluster's configuration.
+    flink = FlinkSettings(**{k: v for k, v in overrides.items() if v is not None})
     spec = JobSpec(stream, SpcSettings(), KafkaSettings(), TopicSettings(), flink)
     if in_application_mode():
         # The cluster's configuration (checkpoint folder, restore path from the operator) wins.

@@ -98,16 +98,22 @@ def resolve_restore(flink: FlinkSettings, checkpoint_dir: Path) -> Path | None:
 
 
 def configuration(spec: JobSpec) -> dict[str, str]:
-    """Flink configuration of the job (string values, as in config.yaml)."""
+    """Flink configuration of the job (string values, as in config.yaml).
+
+    In application mode the cluster's configuration (the FlinkDeployment's flinkConfiguration) wins:
+    only settings given explicitly through MILLSTREAM_FLINK_* are applied on top of it.
+    """
+    explicit = spec.flink.model_fields_set
     conf: dict[str, str] = {
         "state.backend.type": "rocksdb",
-        "execution.checkpointing.incremental": "true",
         "pipeline.name": spec.name,
-        "python.execution-mode": "thread" if spec.flink.python_mode == "thread" else "process",
         # Smaller Python bundles: outputs leave the Python worker at least every 200 ms.
         "python.fn-execution.bundle.time": "200",
     }
-    if spec.flink.checkpoint_interval_ms > 0:
+    if spec.local or "python_mode" in explicit:
+        conf["python.execution-mode"] = "thread" if spec.flink.python_mode == "thread" else "process"
+    if spec.flink.checkpoint_interval_ms > 0 and (spec.local or "checkpoint_interval_ms" in explicit):
+        conf["execution.checkpointing.incremental"] = "true"
         conf.update(
             {
                 "execution.checkpointing.interval": f"{spec.flink.checkpoint_interval_ms} ms",
