@@ -143,5 +143,19 @@ class ForwardingScanSink:
             msg = "the forwarder is closing"
             raise GatewayError(msg)
 
+    def tick_encoder(self, layouts: Any) -> Any:
+        from ingest.tick_encoding import TickEncoder
+
+        return TickEncoder(self.encoder, layouts)
+
+    def send_scans(
+        self, tick: Any, event_time: int, first_seq: int, lots: Any, values: Any, qualities: Any = None
+    ) -> None:
+        messages = tick.encode(event_time, first_seq, lots, values, qualities)
+        for key, value, n in zip(tick.keys, messages, tick.n_values, strict=True):
+            if not self.forwarder.submit(READINGS, key, value, n):
+                msg = "the forwarder is closing"
+                raise GatewayError(msg)
+
     def poll(self, timeout: float = 0.0) -> None:
         """Delivery reports are served by the forwarder thread."""

@@ -28,6 +28,7 @@ from ingest.config import ProducerSettings
 from ingest.encoding import MachineLayout, ScanEncoder
 from ingest.exceptions import GatewayError, ProduceError
 from ingest.ratelimit import TokenBucket
+from ingest.tick_encoding import TickEncoder
 from schemas.config import KafkaSettings
 from schemas.serde import Serde
 from sinks.metrics import RECORDS_OUT
@@ -132,6 +133,44 @@ class GatewayProducer:
             raise self._refused(exc) from exc
         self._values += m.n_values
         self._produced += 1
+        if self._produced >= self._next_poll:
+            self.poll(0)
+
+    def tick_encoder(self, layouts: Sequence[MachineLayout]) -> TickEncoder:
+        """Bulk encoder for :meth:`send_scans`: one scan of each of ``layouts`` per call."""
+        return TickEncoder(self.scans, layouts)
+
+    def send_scans(
+        self,
+        tick: TickEncoder,
+        event_time: int,
+        first_seq: int,
+        lots: Sequence[str | None],
+        values: Any,
+        qualities: Any = None,
+    ) -> None:
+        """One scan of every machine of ``tick`` at ``event_time`` (a scan cycle): machine i gets
+        sequence number ``first_seq + i``, lot ``lots[i]`` and row i of ``values`` (machines x sensors);
+        ``qualities`` as :meth:`ingest.tick_encoding.TickEncoder.encode` takes them.
+        The same messages as :meth:`send_scan` per machine, encoded in bulk (see ingest/tick_encoding.py)."""
+        messages = tick.encode(event_time, first_seq, lots, values, qualities)
+        if self._bucket is not None:
+            self._throttled += self._bucket.acquire(tick.values_per_cycle)
+        produce, topic = self._produce, self.topic
+        pending = zip(tick.keys, messages, strict=True)
+        try:
+            for key, value in pending:
+                try:
+                    produce(topic, value, key)
+                except BufferError:
+                    self._wait_for_room(key, value)
+        except KafkaException as exc:
+            sent = tick.n - 1 - sum(1 for _ in pending)  # the refused message and those after it are not
+            self._produced += sent
+            self._values += sum(tick.n_values[:sent])
+            raise self._refused(exc) from exc
+        self._produced += tick.n
+        self._values += tick.values_per_cycle
         if self._produced >= self._next_poll:
             self.poll(0)
 

@@ -21,15 +21,21 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from ingest import metrics
 from ingest.config import SimulatorSettings
 from ingest.encoding import MachineLayout
 from ingest.exceptions import LabelWriteError
 from ingest.signals import FaultEvent, PlantSignals, SensorSpec, sensor_specs
+from ingest.tick_encoding import TickEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +64,17 @@ class FaultLabel:
 
 @dataclass
 class Tick:
-    """One scan cycle: row i of each list belongs to machine i."""
+    """One scan cycle: row i of each list (and of ``matrix``) belongs to machine i."""
 
     event_time: int
-    values: list[list[float]]
+    matrix: npt.NDArray[np.float64]  # machines x sensors
     qualities: list[list[int] | None]
     lots: list[str]
+    quality_matrix: npt.NDArray[np.int8] | None = None  # machines x sensors; None: all GOOD
+
+    @cached_property
+    def values(self) -> list[list[float]]:
+        return self.matrix.tolist()  # type: ignore[no-any-return]
 
 
 def plant_layout(plant: str, machines: int, per_line: int) -> list[Machine]:
@@ -117,7 +128,7 @@ class PlantSimulator:
             for i in step.qualities.any(axis=1).nonzero()[0].tolist():
                 qualities[i] = step.qualities[i].tolist()
         self._last_time = event_time
-        return Tick(event_time, step.values.tolist(), qualities, list(self._lots))
+        return Tick(event_time, step.values, qualities, list(self._lots), step.qualities)
 
     def _close(self, machine: int, end_ms: int, truncated: bool = False) -> None:
         ev, start_ms = self._open.pop(machine)
@@ -153,6 +164,18 @@ class ScanSink(Protocol):
         event_time: int,
         seq: int,
         lot_id: str | None,
+        values: Any,
+        qualities: Any = None,
+    ) -> None: ...
+
+    def tick_encoder(self, layouts: Sequence[MachineLayout]) -> TickEncoder: ...
+
+    def send_scans(
+        self,
+        tick: TickEncoder,
+        event_time: int,
+        first_seq: int,
+        lots: Sequence[str | None],
         values: Any,
         qualities: Any = None,
     ) -> None: ...
@@ -217,6 +240,7 @@ def run_simulation(
         sink.machine(m.plant, m.line, m.machine_id, s.gateway_id, sim.sensor_pairs) for m in sim.machines
     ]
     per_scan = len(sim.sensors)
+    bulk = sink.tick_encoder(layouts)  # a whole scan cycle per call: the fast path
     period_s = 1.0 / s.rate_hz
     start_ms = s.start_ms if s.start_ms is not None else time.time_ns() // 1_000_000
     max_ticks = math.ceil(s.duration_s * s.rate_hz) if (s.fast and s.duration_s) else None
@@ -242,9 +266,14 @@ def run_simulation(
             n = len(layouts)
             if s.max_scans is not None:
                 n = min(n, s.max_scans - result.scans)
-            for i in range(n):
-                seq += 1
-                sink.send_scan(layouts[i], event_time, seq, tick.lots[i], tick.values[i], tick.qualities[i])
+            if n == len(layouts):
+                sink.send_scans(bulk, event_time, seq + 1, tick.lots, tick.matrix, tick.quality_matrix)
+                seq += n
+            else:  # the last, partial cycle of a --max-scans run
+                for i in range(n):
+                    seq += 1
+                    lot, values, quality = tick.lots[i], tick.values[i], tick.qualities[i]
+                    sink.send_scan(layouts[i], event_time, seq, lot, values, quality)
             result.scans += n
             result.values += n * per_scan
             metrics.SCANS.inc(n)

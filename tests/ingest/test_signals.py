@@ -190,6 +190,15 @@ def test_labels_are_well_formed_and_written_as_jsonl(tmp_path: Path) -> None:
         ) -> None:
             self.scans.append((str(m), event_time, seq))
 
+        def tick_encoder(self, layouts: list[object]) -> list[object]:
+            return layouts
+
+        def send_scans(
+            self, tick: list[object], event_time: int, first_seq: int, lots: object, values: object,
+            qualities: object = None,
+        ) -> None:  # fmt: skip
+            self.scans += [(str(m), event_time, first_seq + i) for i, m in enumerate(tick)]
+
         def poll(self, timeout: float = 0.0) -> None:
             return None
 
