@@ -46,6 +46,7 @@ test: setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy ingest schemas sinks streams infra
 
 bench: setup
 	$(PY) -m benchmarks

@@ -36,6 +36,7 @@ def _settings_classes() -> dict[str, type]:
     stack: list[type] = [BaseSettings]
     while stack:
         cls = stack.pop()
+        sub: type
         for sub in cls.__subclasses__():
             found[sub.__name__] = sub
             stack.append(sub)

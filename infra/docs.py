@@ -10,6 +10,10 @@ import importlib
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
@@ -31,8 +35,8 @@ SETTINGS = [
 ]
 
 
-def settings_classes() -> list[type]:
-    out = []
+def settings_classes() -> list[type[BaseSettings]]:
+    out: list[type[BaseSettings]] = []
     for mod, name in SETTINGS:
         try:
             cls = getattr(importlib.import_module(mod), name)

@@ -102,9 +102,11 @@ class LocalBroker:
 
 def create_topics(kafka: KafkaSettings, topics: TopicSettings, timeout: float = 30.0) -> list[str]:
     """Create every pipeline topic that does not exist yet. Returns the names it created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
-    admin = AdminClient(kafka.librdkafka())
+    conf: dict[str, str | int | float | bool] = {**kafka.librdkafka()}
+    admin = AdminClient(conf)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [t for t in topics.all_topics() if t not in existing]
     if not wanted:

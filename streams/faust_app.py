@@ -175,7 +175,7 @@ def create_app(
             persist(proc, last_wm)
             positions[msg.partition] = msg.offset + 1
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust's decorators are untyped
     async def tick() -> None:
         wall = now_ms()
         for proc in list(processors.values()):
@@ -193,7 +193,7 @@ def create_app(
                 pos = positions.get(tp.partition, 0)
                 CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers too narrowly
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == topics.topic_readings:

@@ -366,7 +366,7 @@ class PartitionProcessor:
                 self.op.restore_key(k, snap["op"])
             if snap.get("spc") is not None:
                 self.spc.restore_key(snap["spc"])
-            self.meta[k] = tuple(snap["meta"])  # type: ignore[assignment]
+            self.meta[k] = tuple(snap["meta"])
         self.op.drain_dirty_keys()
         if meta and meta.get("watermark") is not None and meta["watermark"] > self.op.watermark:
             # Windows already closed before the restart come out again with the same version:
