@@ -131,6 +131,16 @@ def _register_simulate(kinds: Any) -> None:
     p.add_argument(
         "--fast-forward", action="store_true", default=None, help="no sleeping, event time starting now"
     )
+    p.add_argument(
+        "--quiet-machines", default=None, help="comma-separated machine ids without random faults (m002,m005)"
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=None,
+        metavar="MACHINE:KIND:START_S:DURATION_S[:MAGNITUDE|SENSOR]",
+        help="a scheduled fault (repeatable), e.g. m001:pressure_leak:90000:3600:2.0",
+    )
     p.add_argument("--gateway-id", default=None, help="gateway id written into every scan")
     p.add_argument(
         "--config", type=Path, default=None, help="YAML/JSON: simulator settings (+ spool/producer sections)"
@@ -289,6 +299,15 @@ def run_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_fault_plan(settings: Any) -> None:
+    """Quiet machines and scheduled faults name machines of this plant (ValueError otherwise)."""
+    from ingest.signals import fault_plan
+    from ingest.simulator import plant_layout
+
+    machines = plant_layout(settings.plant, settings.machines, settings.machines_per_line)
+    fault_plan([m.machine_id for m in machines], settings.quiet, settings.fault_schedule)
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from ingest.config import ProducerSettings, SimulatorSettings
     from ingest.producer import GatewayProducer
@@ -308,11 +327,14 @@ def run_simulate(args: argparse.Namespace) -> int:
         "start_ms": args.start_ms,
         "fast_forward": args.fast_forward,
         "gateway_id": args.gateway_id,
+        "quiet_machines": args.quiet_machines,
+        "fault_schedule": ",".join(args.fault) if args.fault else None,
     }
     data, sections = _sections(args)
     forwarding = bool(args.spool_dir or sections["spool"] or "MILLSTREAM_SPOOL_DIR" in os.environ)
     try:
         sim_settings = SimulatorSettings(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        _check_fault_plan(sim_settings)
         producer_settings = ProducerSettings(**sections["producer"])
         if args.max_values_per_s is not None:
             producer_settings = producer_settings.model_copy(

@@ -183,6 +183,32 @@ class SimulatorSettings(BaseSettings):
         0.0005, ge=0, le=1, description="MILLSTREAM_SIM_BAD_PROBABILITY: share of values with quality BAD."
     )
 
+    quiet_machines: str = Field(
+        "",
+        description="MILLSTREAM_SIM_QUIET_MACHINES: comma-separated machine ids (m001, ..) that get no "
+        "random faults, e.g. as a fault-free reference.",
+    )
+    fault_schedule: str = Field(
+        "",
+        description="MILLSTREAM_SIM_FAULT_SCHEDULE: faults at fixed times, comma-separated "
+        "MACHINE:KIND:START_S:DURATION_S[:MAGNITUDE or, for sensor_stuck, SENSOR] (START_S in seconds of "
+        "simulated time after the first scan; magnitude default: the middle of the kind's range). "
+        "Machines named here get only their scheduled faults.",
+    )
+
+    @field_validator("fault_schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        from ingest.signals import parse_schedule
+
+        parse_schedule(v)  # raises ValueError with the offending entry
+        return v
+
+    @property
+    def quiet(self) -> tuple[str, ...]:
+        """The machine ids of QUIET_MACHINES."""
+        return tuple(x.strip() for x in self.quiet_machines.split(",") if x.strip())
+
     @property
     def fast(self) -> bool:
         """True when event time is generated rather than read from the clock."""

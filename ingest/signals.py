@@ -9,6 +9,10 @@ into running, healthy machines and freeze the duty cycle while they last:
 * ``pressure_leak``: pressure drops within the first quarter of the fault and stays low;
 * ``sensor_stuck``: one analog sensor repeats its last value (quality still GOOD).
 
+Faults can also be scheduled (:class:`ScheduledFault`, :func:`parse_schedule`): a given kind on a
+given machine at a given time for a given duration, e.g. realistic hour-long faults for a detection
+test. Machines with a schedule, and ``quiet`` machines, get no random faults.
+
 :class:`PlantSignals` knows only ticks (scan indices); turning ticks into event times and fault
 events into labels is :mod:`ingest.simulator`'s job. Same seed and settings, same values, whether
 the simulator runs live or fast-forward.
@@ -20,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -75,6 +80,58 @@ _WEAR, _HEAT, _LEAK = (
 
 
 @dataclass(frozen=True)
+class ScheduledFault:
+    """``kind`` on machine ``machine`` (id such as m001) from ``start_s`` seconds of simulated time on,
+    for ``duration_s``; ``magnitude`` (None: the middle of the kind's range) or, for sensor_stuck,
+    the stuck ``sensor`` (None: the first analog sensor)."""
+
+    machine: str
+    kind: FaultKind
+    start_s: float
+    duration_s: float
+    magnitude: float | None = None
+    sensor: str | None = None
+
+
+def parse_schedule(text: str) -> list[ScheduledFault]:
+    """``MACHINE:KIND:START_S:DURATION_S[:MAGNITUDE|SENSOR]`` entries separated by commas."""
+    out: list[ScheduledFault] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        parts = entry.split(":")
+        try:
+            if len(parts) not in (4, 5):
+                msg = "expected MACHINE:KIND:START_S:DURATION_S[:MAGNITUDE|SENSOR]"
+                raise ValueError(msg)
+            kind = FaultKind(parts[1])
+            start, duration = float(parts[2]), float(parts[3])
+            if start < 0 or duration <= 0:
+                msg = "START_S must be >= 0 and DURATION_S > 0"
+                raise ValueError(msg)
+            extra = parts[4] if len(parts) == 5 else None
+            stuck = kind is FaultKind.SENSOR_STUCK
+            magnitude = float(extra) if extra is not None and not stuck else None
+            out.append(ScheduledFault(parts[0], kind, start, duration, magnitude, extra if stuck else None))
+        except ValueError as exc:
+            msg = f"bad fault schedule entry {entry!r}: {exc}"
+            raise ValueError(msg) from exc
+    by_machine: dict[str, list[ScheduledFault]] = {}
+    for f in out:
+        by_machine.setdefault(f.machine, []).append(f)
+    for faults in by_machine.values():
+        faults.sort(key=lambda f: f.start_s)
+        for a, b in zip(faults, faults[1:], strict=False):
+            if b.start_s < a.start_s + a.duration_s:
+                msg = (
+                    f"scheduled faults overlap on {a.machine}: {a.kind} at {a.start_s}s "
+                    f"and {b.kind} at {b.start_s}s"
+                )
+                raise ValueError(msg)
+    return out
+
+
+@dataclass(frozen=True)
 class FaultEvent:
     """A fault began (``started``) or ended on ``machine`` at ``tick``; ``sensors`` it shows on."""
 
@@ -108,7 +165,10 @@ class PlantSignals:
         fault_probability: float = 0.002,
         uncertain_probability: float = 0.002,
         bad_probability: float = 0.0005,
+        quiet: Sequence[int] = (),
+        schedule: Sequence[tuple[int, ScheduledFault]] = (),
     ) -> None:
+        """``quiet``: machine indices without random faults; ``schedule``: (machine index, fault)."""
         self.n = n = n_machines
         self.sensors = tuple(sensors)
         self.names = [s.name for s in self.sensors]
@@ -141,6 +201,19 @@ class PlantSignals:
         self.fault_mag = np.zeros(n)
         self.stuck_col = np.full(n, -1, dtype=np.int64)
         self.stuck_val = np.zeros(n)
+        # Random faults only where neither quiet nor scheduled; scheduled starts by tick.
+        self.random_ok = np.ones(n, dtype=bool)
+        self.random_ok[list(quiet)] = False
+        self.scheduled: dict[int, list[tuple[int, ScheduledFault]]] = {}
+        for i, f in schedule:
+            if f.kind not in self.kinds:
+                msg = f"fault {f.kind} needs sensor {FAULTS[f.kind][0][0]}, which this plant does not have"
+                raise ValueError(msg)
+            if f.sensor is not None and f.sensor not in self.names:
+                msg = f"sensor_stuck: no sensor {f.sensor!r}"
+                raise ValueError(msg)
+            self.random_ok[i] = False
+            self.scheduled.setdefault(round(f.start_s / self.dt), []).append((i, f))
 
     def _applicable(self, kind: FaultKind) -> bool:
         if kind is FaultKind.SENSOR_STUCK:
@@ -158,9 +231,13 @@ class PlantSignals:
             self.running[switch] = ~self.running[switch]
             means = np.where(self.running[switch], 600.0, 60.0)
             self.phase_left[switch] = np.maximum(10.0, rng.exponential(means)) / dt
-        starts = np.flatnonzero(healthy & self.running & (rng.random(n) < self.p_fault))
+        starts = np.flatnonzero(healthy & self.running & (rng.random(n) < self.p_fault) & self.random_ok)
         if self.kinds:
             events += [self._start_fault(int(i), k) for i in starts]
+        for i, f in self.scheduled.get(k, ()):
+            if self.fault[i] < 0:  # a scheduled fault starts a stopped machine (it shows when running)
+                self.running[i] = True
+                events.append(self._start_fault(i, k, f))
         z = rng.standard_normal((n, 6 + len(self.aux)))
         kind = self.fault
         tripped = (kind == _HEAT) & (k >= self.fault_start + TRIP_AT * (self.fault_end - self.fault_start))
@@ -212,16 +289,26 @@ class PlantSignals:
         self.tick += 1
         return Step(k, values, qualities, self.parts.astype(np.int64), events)
 
-    def _start_fault(self, i: int, k: int) -> FaultEvent:
+    def _start_fault(self, i: int, k: int, planned: ScheduledFault | None = None) -> FaultEvent:
         rng = self.rng
-        kind = self.kinds[int(rng.integers(len(self.kinds)))]
+        if planned is None:
+            kind = self.kinds[int(rng.integers(len(self.kinds)))]
+        else:
+            kind = planned.kind
         sensors, (lo, hi), (mlo, mhi) = FAULTS[kind]
         self.fault[i] = KINDS.index(kind)
         self.fault_start[i] = k
-        self.fault_end[i] = k + max(2, round(rng.uniform(lo, hi) / self.dt))
-        self.fault_mag[i] = rng.uniform(mlo, mhi)
+        if planned is None:
+            self.fault_end[i] = k + max(2, round(rng.uniform(lo, hi) / self.dt))
+            self.fault_mag[i] = rng.uniform(mlo, mhi)
+        else:
+            self.fault_end[i] = k + max(2, round(planned.duration_s / self.dt))
+            self.fault_mag[i] = planned.magnitude if planned.magnitude is not None else (mlo + mhi) / 2
         if kind is FaultKind.SENSOR_STUCK:
-            col = self.stuck_columns[int(rng.integers(len(self.stuck_columns)))]
+            if planned is not None:
+                col = self.names.index(planned.sensor) if planned.sensor else self.stuck_columns[0]
+            else:
+                col = self.stuck_columns[int(rng.integers(len(self.stuck_columns)))]
             self.stuck_col[i] = col
             sensors = (self.names[col],)
         return FaultEvent(i, kind, tuple(s for s in sensors if s in self.names), k, True)
@@ -248,3 +335,19 @@ class PlantSignals:
             self.fault[i] = -1
             self.stuck_col[i] = -1
         return events
+
+
+def fault_plan(machine_ids: Sequence[str], quiet: Sequence[str], schedule: str) -> dict[str, Any]:
+    """Keyword arguments ``quiet`` and ``schedule`` of :class:`PlantSignals` from machine ids."""
+    index = {m: i for i, m in enumerate(machine_ids)}
+    unknown = [m for m in [*quiet, *(f.machine for f in parse_schedule(schedule))] if m not in index]
+    if unknown:
+        names = ", ".join(sorted(set(unknown)))
+        msg = f"unknown machine(s) {names}; this plant has {machine_ids[0]}..{machine_ids[-1]}"
+        raise ValueError(msg)
+    planned = [(index[f.machine], f) for f in parse_schedule(schedule)]
+    clash = sorted({machine_ids[i] for i, _ in planned} & set(quiet))
+    if clash:
+        msg = f"machine(s) {', '.join(clash)} are quiet and have scheduled faults"
+        raise ValueError(msg)
+    return {"quiet": [index[m] for m in quiet], "schedule": planned}

@@ -34,7 +34,7 @@ from ingest import metrics
 from ingest.config import SimulatorSettings
 from ingest.encoding import MachineLayout
 from ingest.exceptions import LabelWriteError
-from ingest.signals import FaultEvent, PlantSignals, SensorSpec, sensor_specs
+from ingest.signals import FaultEvent, PlantSignals, SensorSpec, fault_plan, sensor_specs
 from ingest.tick_encoding import TickEncoder
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class PlantSimulator:
             settings.fault_probability,
             settings.uncertain_probability,
             settings.bad_probability,
+            **fault_plan([m.machine_id for m in self.machines], settings.quiet, settings.fault_schedule),
         )
         self._lot_index = [-1] * settings.machines
         self._lots = [""] * settings.machines

@@ -124,6 +124,33 @@ class AnomalySettings(BaseSettings):
     warmup: int = Field(
         150, ge=0, description="MILLSTREAM_ANOMALY_WARMUP: readings of a machine before any score or alert."
     )
+    warmup_hours: float = Field(
+        0.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_WARMUP_HOURS: besides WARMUP readings, no alert before this many "
+        "hours of event time since a machine's first reading (24: the daily profile has seen every hour "
+        "and the range every operating point; recommended for plant telemetry).",
+    )
+    ignore_sensors: str = Field(
+        "",
+        description="MILLSTREAM_ANOMALY_IGNORE_SENSORS: comma-separated sensors the monitor does not model "
+        "(e.g. monotone counters such as energy,part_count, which set a new record at every reading).",
+    )
+    idle_sensor: str = Field(
+        "",
+        description="MILLSTREAM_ANOMALY_IDLE_SENSOR: a state sensor (e.g. machine_state); a scan in which "
+        "it reads IDLE_VALUE comes from a stopped machine and is neither scored nor learnt ('': none).",
+    )
+    idle_value: float = Field(
+        0.0, description="MILLSTREAM_ANOMALY_IDLE_VALUE: the value of IDLE_SENSOR that means stopped."
+    )
+    flatline: int = Field(
+        0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_FLATLINE: this many readings in a row with exactly the same value "
+        "mark a sensor as stuck, if it never repeated a value half that long in normal operation "
+        "(0 = off).",
+    )
     enter: float = Field(
         0.6,
         gt=0,
@@ -166,6 +193,11 @@ class AnomalySettings(BaseSettings):
         description="MILLSTREAM_ANOMALY_FLAGGED_WEIGHT: learning weight of readings inside an "
         "event (0: the models do not learn what they flag).",
     )
+
+    @property
+    def ignored(self) -> frozenset[str]:
+        """The sensors of IGNORE_SENSORS."""
+        return frozenset(x.strip() for x in self.ignore_sensors.split(",") if x.strip())
 
     @model_validator(mode="after")
     def _check(self) -> AnomalySettings:

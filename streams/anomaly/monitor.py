@@ -80,6 +80,9 @@ class MachineMonitor:
         self.credit = 0.0  # fractional learning weight carried over (the trees learn whole readings)
         self.open_event: AnomalyEvent | None = None
         self.adapt_left = 0  # after an event outlasts max_duration, learn everything for that long
+        self.first_ms: int | None = None  # event time of the first scored reading (time-based warm-up)
+        self.runs: dict[str, list[float]] = {}  # flatline: sensor -> [last value, run, longest normal run]
+        self._ignored = s.ignored
 
     def _likelihood(self) -> Likelihood:
         s = self.settings
@@ -106,10 +109,15 @@ class MachineMonitor:
     # ------------------------------------------------------------------------------------------ update
     def update(self, ts_ms: int, values: Mapping[str, float | None]) -> Scored:
         s = self.settings
+        if s.idle_sensor and self._idle(values.get(s.idle_sensor)):  # stopped machine: not judged
+            return Scored(ts_ms, 0.0, self.gate.active, "", {}, None)
+        if self.first_ms is None:
+            self.first_ms = ts_ms
         self.count += 1
+        warming = self.count <= s.warmup or ts_ms - self.first_ms < s.warmup_hours * 3_600_000
         present: dict[str, float] = {}
         for name, v in values.items():
-            if v is None or not math.isfinite(v):
+            if v is None or not math.isfinite(v) or name in self._ignored:
                 continue
             if name not in self.windows:
                 self._add_sensor(name)
@@ -127,6 +135,8 @@ class MachineMonitor:
             if name in self.sequences:
                 seq = self.seq_liks[name].step(self.sequences[name].score_one({"value": v}))
                 scores[name] = max(scores[name], seq)
+            if s.flatline:
+                scores[name] = max(scores[name], self._flatline(name, v, warming))
         x: dict[str, float] = {}
         for feats in self.last_features.values():
             x.update(feats)
@@ -142,7 +152,7 @@ class MachineMonitor:
         if red and self.prev_red:
             score = min(score, s.yellow)
         self.prev_red = red
-        if self.count <= s.warmup:
+        if warming:
             score = 0.0
 
         step = self.gate.step(score, ts_ms)
@@ -188,6 +198,36 @@ class MachineMonitor:
                 self.sequences[name].learn_one({"value": v}, w=1.0 if weight > 0 else 0.0)
         return Scored(ts_ms, score, step.is_anomaly, source, scores, event)
 
+    def _idle(self, state: float | None) -> bool:
+        """The machine is stopped, or its state is unknown (reading missing) on a machine that has one."""
+        if state is None or not math.isfinite(state):
+            return self.settings.idle_sensor in self.windows
+        return state == self.settings.idle_value
+
+    def _flatline(self, name: str, v: float, warming: bool) -> float:
+        """Score of a stuck sensor: ``flatline`` identical readings in a row from a sensor whose value
+        changes at most readings, more than twice the longest run it had in normal operation (a state,
+        a counter or a coarsely quantised sensor repeats values normally and is never judged stuck).
+
+        ``runs[name]`` is [last value, current run, longest normal run, changes, readings]."""
+        run = self.runs.get(name)
+        if run is None:
+            self.runs[name] = [v, 1.0, 0.0, 0.0, 1.0]
+            return 0.0
+        stuck_before = self._stuck(run) and not warming
+        run[4] += 1
+        if run[0] != v:
+            if not stuck_before:  # a run that ended in warm-up or without being flagged was normal
+                run[2] = max(run[2], run[1])
+            run[0], run[1] = v, 1.0
+            run[3] += 1
+            return 0.0
+        run[1] += 1
+        return min(1.0, self.settings.enter + 0.1) if self._stuck(run) else 0.0
+
+    def _stuck(self, run: list[float]) -> bool:
+        return run[1] >= self.settings.flatline and run[1] > 2 * run[2] and run[3] > 0.5 * run[4]
+
     # ------------------------------------------------------------------------------------------- state
     def snapshot(self) -> dict[str, Any]:
         """Plain JSON-serialisable state; :meth:`restore` continues exactly where this left off."""
@@ -200,6 +240,8 @@ class MachineMonitor:
             "prev_red": self.prev_red,
             "credit": self.credit,
             "adapt_left": self.adapt_left,
+            "first_ms": self.first_ms,
+            "runs": {k: list(r) for k, r in self.runs.items()},
             "windows": {k: w.snapshot() for k, w in self.windows.items()},
             "sensors": {k: d.snapshot() for k, d in self.sensors.items()},
             "liks": {k: c.snapshot() for k, c in self.liks.items()},
@@ -228,6 +270,8 @@ class MachineMonitor:
                 float(state["credit"]),
             )
             m.adapt_left = int(state["adapt_left"])
+            m.first_ms = None if state.get("first_ms") is None else int(state["first_ms"])
+            m.runs = {k: [float(x) for x in r] for k, r in state.get("runs", {}).items()}
             m.windows = {k: SensorWindow.from_snapshot(v) for k, v in state["windows"].items()}
             m.sensors = {k: SensorDetector.from_snapshot(v) for k, v in state["sensors"].items()}
             m.liks = {k: Likelihood.from_snapshot(v) for k, v in state["liks"].items()}
