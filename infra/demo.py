@@ -54,6 +54,9 @@ def _prom_sum(pipe: LocalPipeline, selector: str) -> int:
     return int(float(result[0]["value"][1])) if result else 0
 
 
+CHARTED_SENSORS = "vibration_rms,temperature,pressure,current,noise"  # of the simulator's sensors
+
+
 def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) -> int:
     console = Console(stderr=True, quiet=as_json)
     started_ms = int(time.time() * 1000)
@@ -62,7 +65,11 @@ def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) ->
     opts = PipelineOptions(
         data_dir=StackSettings().data_dir,
         window=os.environ.get("MILLSTREAM_STREAM_WINDOW", "tumbling:5s"),
-        extra_env={"MILLSTREAM_SPC_PHASE1_COUNT": os.environ.get("MILLSTREAM_SPC_PHASE1_COUNT", "6")},
+        extra_env={
+            "MILLSTREAM_SPC_PHASE1_COUNT": os.environ.get("MILLSTREAM_SPC_PHASE1_COUNT", "6"),
+            # Control charts for the process characteristics, not the counters and the machine state.
+            "MILLSTREAM_SPC_SENSORS": os.environ.get("MILLSTREAM_SPC_SENSORS", CHARTED_SENSORS),
+        },
     )
     with LocalPipeline(opts) as pipe:
         console.print("[bold]Millstream demo[/] — starting broker, Prometheus, sink, stream worker, gateway")

@@ -131,7 +131,9 @@ class PartitionProcessor:
         )
         self.meta: dict[str, tuple[str, str, str]] = {}  # op key -> (plant, line, unit)
         self.bad_quality = 0
-        self.spc = SpcOperator((spc or SpcSettings()).monitor_config())
+        spc = spc or SpcSettings()
+        self.spc = SpcOperator(spc.monitor_config())
+        self.spc_sensors = spc.charted  # None: every sensor gets a chart
         self._analytics_dirty: set[str] = set()
         self.domain = DomainMetrics()
         from streams.anomaly.config import AnomalySettings
@@ -273,6 +275,8 @@ class PartitionProcessor:
 
     def _analyse(self, key: str, window: dict[str, Any], out: Outputs, wall: int) -> None:
         """Run the per-window analytics (SPC) on a window the operator emitted."""
+        if self.spc_sensors is not None and window["sensor"] not in self.spc_sensors:
+            return
         signals = self.spc.process_window(window)
         if signals:
             self._analytics_dirty.add(key)

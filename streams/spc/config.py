@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.spc.monitor import MonitorConfig
@@ -34,5 +34,26 @@ class SpcSettings(BaseSettings):
     lsl: float | None = Field(None, description="MILLSTREAM_SPC_LSL: lower specification limit (capability).")
     usl: float | None = Field(None, description="MILLSTREAM_SPC_USL: upper specification limit (capability).")
 
+    sensors: str = Field(
+        "",
+        description="MILLSTREAM_SPC_SENSORS: comma-separated sensors that get a control chart ('' = every "
+        "sensor). Chart process characteristics; counters (energy, part counts) and machine states "
+        "drift or jump by design and would only signal.",
+    )
+
+    @field_validator("sensors")
+    @classmethod
+    def _sensor_list(cls, v: str) -> str:
+        names = [x.strip() for x in v.split(",")]
+        if v.strip() and not all(names):
+            msg = f"empty sensor name in {v!r}: expected e.g. temperature,pressure"
+            raise ValueError(msg)
+        return ",".join(n for n in names if n)
+
+    @property
+    def charted(self) -> frozenset[str] | None:
+        """The sensors of SENSORS; None: every sensor."""
+        return frozenset(self.sensors.split(",")) if self.sensors else None
+
     def monitor_config(self) -> MonitorConfig:
-        return MonitorConfig(**self.model_dump())
+        return MonitorConfig(**self.model_dump(exclude={"sensors"}))
