@@ -13,6 +13,12 @@ Views are different: ``infra/clickhouse/views/NN_name.sql`` hold only ``CREATE O
 statements and are *repeatable*: after the versioned migrations, a view file is applied again
 whenever its text changed (or one of its views is missing), in file-name order. Their checksums are
 recorded in ``schema_views``. Edit a view in place; never put a table in a view file.
+
+The files name plain ``*MergeTree`` engines. In a ``Replicated`` database (several ClickHouse replicas
+behind one Service, DDL replicated through Keeper) every table must replicate its data too, so there
+each engine is applied as its ``Replicated*MergeTree`` twin without Keeper arguments: the database
+then fills in ``/clickhouse/tables/{uuid}/{shard}`` and ``{replica}`` (server settings
+``default_replica_path`` / ``default_replica_name``). Checksums stay those of the files.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ MIGRATIONS_TABLE = "schema_migrations"
 VIEWS_TABLE = "schema_views"
 _FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _VIEW_FILE_RE = re.compile(r"^(?P<order>\d{2})_(?P<name>[a-z0-9_]+)\.sql$")
+_MERGE_TREE_RE = re.compile(
+    r"\bENGINE(\s*)=(\s*)((?:Replacing|Aggregating|Summing|Collapsing|VersionedCollapsing|Graphite)?MergeTree)\b",
+    re.I,
+)
 _VIEW_RE = re.compile(r"^CREATE\s+OR\s+REPLACE\s+VIEW\s+`?(?P<name>[A-Za-z_][A-Za-z0-9_]*)`?\s", re.I)
 
 _CREATE_TABLE = """
@@ -150,8 +160,25 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
+def replicated_engines(statement: str) -> str:
+    """``statement`` with every plain ``*MergeTree`` engine replaced by its ``Replicated*`` twin (engine
+    parameters kept, no Keeper path: a Replicated database supplies it)."""
+    return _MERGE_TREE_RE.sub(lambda m: f"ENGINE{m[1]}={m[2]}Replicated{m[3]}", statement)
+
+
+def is_replicated_database(client: Client) -> bool:
+    """True when the client's current database has the ``Replicated`` engine."""
+    rows = client.query("SELECT engine FROM system.databases WHERE name = currentDatabase()").result_rows
+    return bool(rows) and str(rows[0][0]) == "Replicated"
+
+
+def _ddl(client: Client) -> Any:
+    """How DDL is applied in this database: as written, or with replicated engines."""
+    return replicated_engines if is_replicated_database(client) else (lambda statement: statement)
+
+
 def _applied(client: Client) -> dict[int, tuple[str, str, int]]:
-    client.command(_CREATE_TABLE)
+    client.command(_ddl(client)(_CREATE_TABLE))
     result = client.query(
         "SELECT version, name, checksum, toUnixTimestamp64Milli(applied_at) FROM schema_migrations FINAL"
     )
@@ -191,6 +218,7 @@ def migrate(
         msg = f"cannot read {MIGRATIONS_TABLE}: {exc}"
         raise SinkError(msg) from exc
     done: list[Migration | ViewFile] = []
+    ddl = _ddl(client)
     for mig in migrations:
         rec = applied.get(mig.version)
         if rec is not None:
@@ -202,7 +230,7 @@ def migrate(
                     mig.name,
                 )
             continue
-        _run(client, mig.statements, f"migration {mig.version:04d}_{mig.name}")
+        _run(client, tuple(map(ddl, mig.statements)), f"migration {mig.version:04d}_{mig.name}")
         row: list[Any] = [mig.version, mig.name, mig.checksum, int(time.time() * 1000)]
         client.insert(MIGRATIONS_TABLE, [row], column_names=["version", "name", "checksum", "applied_at"])
         logger.info("applied migration %04d_%s", mig.version, mig.name)
@@ -249,7 +277,7 @@ def load_views(directory: Path | None = None) -> list[ViewFile]:
 
 
 def _applied_views(client: Client) -> dict[str, str]:
-    client.command(_CREATE_VIEWS_TABLE)
+    client.command(_ddl(client)(_CREATE_VIEWS_TABLE))
     rows = client.query("SELECT file, checksum FROM schema_views FINAL").result_rows
     return {str(f): str(c) for f, c in rows}
 
