@@ -278,12 +278,10 @@ class PartitionProcessor:
         if self.spc_sensors is not None and window["sensor"] not in self.spc_sensors:
             return
         signals = self.spc.process_window(window)
-        if signals:
-            self._analytics_dirty.add(key)
         for sig in signals:
             SPC_SIGNALS.labels(sig.chart, sig.rule).inc()
             out.spc_signals.append(self.signal_record(sig, window, wall))
-        self._analytics_dirty.add(key)
+        self._analytics_dirty.add(key)  # every charted window changes the monitor's state
 
     @staticmethod
     def signal_record(sig: SpcSignal, window: dict[str, Any], wall: int) -> dict[str, Any]:
