@@ -178,7 +178,7 @@ def _ddl(client: Client) -> Any:
 
 
 def _applied(client: Client) -> dict[int, tuple[str, str, int]]:
-    client.command(_ddl(client)(_CREATE_TABLE))
+    _run(client, (_ddl(client)(_CREATE_TABLE),), f"creating {MIGRATIONS_TABLE}")
     result = client.query(
         "SELECT version, name, checksum, toUnixTimestamp64Milli(applied_at) FROM schema_migrations FINAL"
     )
@@ -277,7 +277,7 @@ def load_views(directory: Path | None = None) -> list[ViewFile]:
 
 
 def _applied_views(client: Client) -> dict[str, str]:
-    client.command(_ddl(client)(_CREATE_VIEWS_TABLE))
+    _run(client, (_ddl(client)(_CREATE_VIEWS_TABLE),), f"creating {VIEWS_TABLE}")
     rows = client.query("SELECT file, checksum FROM schema_views FINAL").result_rows
     return {str(f): str(c) for f, c in rows}
 
