@@ -48,10 +48,13 @@ class TroubledClickHouse:
 class RecordingConsumer:
     """A real confluent-kafka Consumer that records pause/resume calls and what each poll returned."""
 
-    def __init__(self, consumer: Any) -> None:
+    def __init__(self, consumer: Any, hold_after: int | None = None, until: Any = None) -> None:
         self._c = consumer
         self.events: list[tuple[str, float, int]] = []  # (pause|resume|consume, time, partitions or records)
         self.lock = threading.Lock()
+        # Once ``hold_after`` records are in, further polls wait (10 s at most) until ``until()``: fixes
+        # the order of two events the scenario needs, which would otherwise race.
+        self.hold_after, self.until, self.consumed = hold_after, until, 0
 
     def pause(self, partitions: list[Any]) -> None:
         self.events.append(("pause", time.monotonic(), len(partitions)))
@@ -62,7 +65,13 @@ class RecordingConsumer:
         self._c.resume(partitions)
 
     def consume(self, num: int, timeout: float) -> Any:
+        if self.hold_after is not None and self.consumed >= self.hold_after:
+            deadline = time.monotonic() + 10.0
+            while not self.until() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.hold_after = None
         messages = self._c.consume(num, timeout)
+        self.consumed += len(messages)
         self.events.append(("consume", time.monotonic(), len(messages)))
         return messages
 
@@ -95,14 +104,17 @@ def test_consumption_pauses_while_clickhouse_fails_or_lags_and_nothing_is_lost(
             "max_retries": 30,
         }  # fmt: skip
     )
-    # Failing first (the retry pause comes before 300 rows are in), then slower than the consumer.
+    # Failing first (the retry pause comes before 300 rows are in: the consumer holds at 100 rows until
+    # the first insert has failed), then slower than the consumer.
     troubled = TroubledClickHouse(ch, fail_for=1.5, slow_s=0.1)
     recorders: list[RecordingConsumer] = []
 
     def factory(conf: dict[str, Any]) -> RecordingConsumer:
         from confluent_kafka import Consumer
 
-        recorders.append(RecordingConsumer(Consumer(conf)))
+        recorders.append(
+            RecordingConsumer(Consumer(conf), hold_after=100, until=lambda: troubled.failures > 0)
+        )
         return recorders[-1]
 
     before = {"retrying": _pauses("retrying"), "backlog": _pauses("backlog")}
