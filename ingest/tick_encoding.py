@@ -84,7 +84,7 @@ class TickEncoder:
         matrix of 0 GOOD / 1 UNCERTAIN / 2 BAD, or one entry per machine (None or a list)."""
         enc = self.encoder
         n = self.n
-        values = np.asarray(values, dtype=np.float64)
+        values = np.ascontiguousarray(values, dtype="<f8")  # once: also the bytes written below
         if not enc.fast or len(self.sensors) != 1 or values.shape != (n, next(iter(self.sensors), 0)):
             return self._one_by_one(event_time, first_seq, lots, values, qualities)
         last_seq = first_seq + n - 1
@@ -107,7 +107,7 @@ class TickEncoder:
         np.bitwise_or(groups, self._cont, out=groups)
         self._var[self._n_et : self._n_et_seq] = groups.ravel()
         self._var[: self._n_et] = np.frombuffer(encode_long(event_time) * n, np.uint8)
-        self._var[self._n_et_seq :] = np.ascontiguousarray(values, dtype="<f8").view(np.uint8).ravel()
+        self._var[self._n_et_seq :] = values.view(np.uint8).ravel()
         buf[self._var_pos] = self._var
         q = self._quality_matrix(qualities, values.shape)
         if q is not None:
