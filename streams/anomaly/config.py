@@ -72,6 +72,31 @@ class AnomalySettings(BaseSettings):
         ge=64,
         description="MILLSTREAM_ANOMALY_SEQUENCE_TABLE: context counters per sensor (2 bytes each).",
     )
+    transition_min_levels: int = Field(
+        0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_TRANSITION_MIN_LEVELS: coarsest grid (bands of the range) of the "
+        "transition detector; 0 = no transition detector (the default), 5 = grids of 5 to MAX_LEVELS "
+        "bands. For cyclic, structured signals: on noisy sensors it raises about one false alarm per "
+        "5,000 readings (docs/anomaly.md).",
+    )
+    transition_max_levels: int = Field(
+        12,
+        ge=2,
+        description="MILLSTREAM_ANOMALY_TRANSITION_MAX_LEVELS: finest grid of the transition detector.",
+    )
+    transition_headroom: float = Field(
+        0.1,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_TRANSITION_HEADROOM: when a value leaves the transition detector's "
+        "range, the range grows past it by this fraction of its span.",
+    )
+    transition_rest: int = Field(
+        30,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_TRANSITION_REST: a new transition scores only if none was new in "
+        "this many readings before (a new regime alerts once).",
+    )
     # ---- multivariate detector (half-space trees over the machine's window features)
     hst_trees: int = Field(10, ge=1, description="MILLSTREAM_ANOMALY_HST_TREES: number of half-space trees.")
     hst_height: int = Field(8, ge=1, le=14, description="MILLSTREAM_ANOMALY_HST_HEIGHT: height of each tree.")
@@ -203,6 +228,9 @@ class AnomalySettings(BaseSettings):
     def _check(self) -> AnomalySettings:
         if self.window % self.segments or self.long_window % self.segments:
             msg = "window must be a multiple of segments"
+            raise ValueError(msg)
+        if self.transition_min_levels and not 2 <= self.transition_min_levels <= self.transition_max_levels:
+            msg = "transition_min_levels must be 0 (off) or between 2 and transition_max_levels"
             raise ValueError(msg)
         if self.exit > self.enter:
             msg = "exit threshold must not exceed the enter threshold"

@@ -230,3 +230,125 @@ class SequenceDetector(anomaly.base.AnomalyDetector):
 
     def nbytes(self) -> int:
         return self.counts.itemsize * len(self.counts)
+
+
+class TransitionDetector(anomaly.base.AnomalyDetector):
+    """Univariate detector: a jump between two bands of the sensor's range that it has never made.
+
+    The range seen so far (grown with ``headroom`` of its span whenever a value leaves it) is cut
+    into bands on several grids at once (``min_levels`` to ``max_levels`` equal bands). On each grid
+    a reading falls in a band; the step from the previous reading's band to this one is a transition,
+    remembered in a ``levels x levels`` bit table. The raw score is the fraction of grids on which
+    this transition is new: 1 when the jump is new however coarsely the range is cut, a small value
+    when only a fine grid has not seen it. Several grids instead of one make the score graded and
+    keep it from depending on where one grid's band edges fall.
+
+    A score is only given if no transition was new in the ``rest`` readings before: a burst of new
+    transitions (a new regime) alerts once. New transitions are always remembered, also while the
+    machine is flagged: novelty happens once by definition. Memory: ``sum(levels**2)`` bits (78
+    bytes of table for 5..12 bands), constant.
+    """
+
+    def __init__(
+        self, min_levels: int = 5, max_levels: int = 12, headroom: float = 0.1, rest: int = 30
+    ) -> None:
+        if not 2 <= min_levels <= max_levels:
+            msg = f"transition detector needs 2 <= min_levels <= max_levels (got {min_levels}, {max_levels})"
+            raise ValueError(msg)
+        self.min_levels = min_levels
+        self.max_levels = max_levels
+        self.headroom = headroom
+        self.rest = rest
+        self.grids = tuple(range(min_levels, max_levels + 1))
+        self.seen = [0] * len(self.grids)  # per grid, bit (prev * levels + cur) set once made
+        self.prev: list[int] | None = None  # band of the previous reading on each grid (None: no predecessor)
+        self.count = 0  # readings learnt
+        self.lo = 0.0
+        self.hi = 0.0
+        self.since_new = rest + 1  # readings since a transition was last new
+
+    def _range(self, v: float) -> tuple[float, float]:
+        if not self.count:
+            return v, v
+        lo, hi = self.lo, self.hi
+        if v < lo or v > hi:
+            span = max(hi - lo, abs(v) * 1e-9, 1e-12)
+            if v < lo:
+                lo = v - self.headroom * max(hi - v, span)
+            if v > hi:
+                hi = v + self.headroom * max(v - lo, span)
+        return lo, hi
+
+    def _bands(self, v: float, lo: float, hi: float) -> list[int]:
+        span = hi - lo
+        if span <= 0:
+            return [0] * len(self.grids)
+        pos = (v - lo) / span
+        return [min(max(int(pos * n), 0), n - 1) for n in self.grids]
+
+    def _new(self, v: float) -> tuple[float, list[int], list[int]]:
+        """(fraction of grids where the transition is new, bands of ``v``, bits to set per grid)."""
+        lo, hi = self._range(v)
+        bands = self._bands(v, lo, hi)
+        if self.prev is None:
+            return 0.0, bands, [0] * len(self.grids)
+        bits = []
+        new = 0
+        for i, n in enumerate(self.grids):
+            bit = 1 << (self.prev[i] * n + bands[i])
+            if not self.seen[i] & bit:
+                new += 1
+            bits.append(bit)
+        return new / len(self.grids), bands, bits
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        frac = self._new(x["value"])[0]
+        return frac if self.since_new > self.rest else 0.0
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        v = x["value"]
+        frac, bands, bits = self._new(v)
+        self.lo, self.hi = self._range(v)
+        for i, bit in enumerate(bits):
+            self.seen[i] |= bit
+        self.prev = bands
+        self.count += 1
+        self.since_new = 0 if frac > 0 else self.since_new + 1
+
+    def break_sequence(self) -> None:
+        """The next reading does not follow the last one (the machine was stopped in between): it
+        starts a new sequence instead of making a transition."""
+        self.prev = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "min_levels": self.min_levels,
+            "max_levels": self.max_levels,
+            "headroom": self.headroom,
+            "rest": self.rest,
+            "seen": [format(b, "x") for b in self.seen],
+            "prev": self.prev,
+            "count": self.count,
+            "lo": self.lo,
+            "hi": self.hi,
+            "since_new": self.since_new,
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> TransitionDetector:
+        d = cls(int(s["min_levels"]), int(s["max_levels"]), float(s["headroom"]), int(s["rest"]))
+        if len(s["seen"]) != len(d.grids):
+            msg = "transition detector snapshot has the wrong number of grids"
+            raise SnapshotError(msg)
+        d.seen = [int(b, 16) for b in s["seen"]]
+        d.prev = None if s["prev"] is None else [int(q) for q in s["prev"]]
+        d.count, d.lo, d.hi, d.since_new = (
+            int(s["count"]),
+            float(s["lo"]),
+            float(s["hi"]),
+            int(s["since_new"]),
+        )
+        return d
+
+    def nbytes(self) -> int:
+        return sum(n * n for n in self.grids) // 8 + 8 * len(self.grids)

@@ -30,7 +30,7 @@ from typing import Any
 
 from streams.anomaly.calibrate import Likelihood, range_exceedance
 from streams.anomaly.config import AnomalySettings
-from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector
+from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector, TransitionDetector
 from streams.anomaly.events import MACHINE, AnomalyEvent
 from streams.anomaly.exceptions import SnapshotError
 from streams.anomaly.features import SensorWindow
@@ -69,6 +69,7 @@ class MachineMonitor:
         self.liks: dict[str, Likelihood] = {}
         self.sequences: dict[str, SequenceDetector] = {}
         self.seq_liks: dict[str, Likelihood] = {}
+        self.transitions: dict[str, TransitionDetector] = {}
         self.last_features: dict[str, dict[str, float]] = {}
         self.machine = MachineDetector(s.hst_trees, s.hst_height, s.hst_window, s.seed, s.hst_backend)
         self.machine_lik = self._likelihood()
@@ -105,11 +106,17 @@ class MachineMonitor:
         if s.sequence_length:
             self.sequences[name] = SequenceDetector(s.sequence_levels, s.sequence_length, s.sequence_table)
             self.seq_liks[name] = self._likelihood()
+        if s.transition_min_levels:
+            self.transitions[name] = TransitionDetector(
+                s.transition_min_levels, s.transition_max_levels, s.transition_headroom, s.transition_rest
+            )
 
     # ------------------------------------------------------------------------------------------ update
     def update(self, ts_ms: int, values: Mapping[str, float | None]) -> Scored:
         s = self.settings
         if s.idle_sensor and self._idle(values.get(s.idle_sensor)):  # stopped machine: not judged
+            for d in self.transitions.values():  # and the reading after the stop follows no other
+                d.break_sequence()
             return Scored(ts_ms, 0.0, self.gate.active, "", {}, None)
         if self.first_ms is None:
             self.first_ms = ts_ms
@@ -135,6 +142,8 @@ class MachineMonitor:
             if name in self.sequences:
                 seq = self.seq_liks[name].step(self.sequences[name].score_one({"value": v}))
                 scores[name] = max(scores[name], seq)
+            if name in self.transitions:  # a direct score: the fraction of grids on which the jump is new
+                scores[name] = max(scores[name], self.transitions[name].score_one({"value": v}))
             if s.flatline:
                 scores[name] = max(scores[name], self._flatline(name, v, warming))
         x: dict[str, float] = {}
@@ -196,6 +205,8 @@ class MachineMonitor:
             self.windows[name].push(v)
             if name in self.sequences:  # the sequence always advances; a flagged context is not counted
                 self.sequences[name].learn_one({"value": v}, w=1.0 if weight > 0 else 0.0)
+            if name in self.transitions:  # novelty happens once: always remembered
+                self.transitions[name].learn_one({"value": v})
         return Scored(ts_ms, score, step.is_anomaly, source, scores, event)
 
     def _idle(self, state: float | None) -> bool:
@@ -247,6 +258,7 @@ class MachineMonitor:
             "liks": {k: c.snapshot() for k, c in self.liks.items()},
             "sequences": {k: d.snapshot() for k, d in self.sequences.items()},
             "seq_liks": {k: c.snapshot() for k, c in self.seq_liks.items()},
+            "transitions": {k: d.snapshot() for k, d in self.transitions.items()},
             "last_features": self.last_features,
             "machine": self.machine.snapshot(),
             "machine_lik": self.machine_lik.snapshot(),
@@ -277,6 +289,22 @@ class MachineMonitor:
             m.liks = {k: Likelihood.from_snapshot(v) for k, v in state["liks"].items()}
             m.sequences = {k: SequenceDetector.from_snapshot(v) for k, v in state["sequences"].items()}
             m.seq_liks = {k: Likelihood.from_snapshot(v) for k, v in state["seq_liks"].items()}
+            if "transitions" in state:  # snapshots of earlier releases have none: they start afresh
+                m.transitions = {
+                    k: TransitionDetector.from_snapshot(v) for k, v in state["transitions"].items()
+                }
+            else:
+                ss = m.settings
+                m.transitions = {
+                    k: TransitionDetector(
+                        ss.transition_min_levels,
+                        ss.transition_max_levels,
+                        ss.transition_headroom,
+                        ss.transition_rest,
+                    )
+                    for k in m.windows
+                    if ss.transition_min_levels
+                }
             m.last_features = {
                 k: {f: float(x) for f, x in v.items()} for k, v in state["last_features"].items()
             }

@@ -14,7 +14,7 @@ from river import anomaly
 from scipy import stats
 
 from streams.anomaly.calibrate import Likelihood, range_exceedance
-from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector
+from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector, TransitionDetector
 from streams.anomaly.features import DailyProfile, SensorWindow
 from streams.anomaly.hst import CompactHalfSpaceTrees
 from streams.anomaly.threshold import EventGate
@@ -75,6 +75,7 @@ def sensor_stream(n: int = 800) -> list[dict[str, float]]:
 DETECTORS: dict[str, tuple[Any, Any, Any]] = {
     "sensor": (lambda: SensorDetector(), SensorDetector.from_snapshot, sensor_stream),
     "sequence": (lambda: SequenceDetector(), SequenceDetector.from_snapshot, sensor_stream),
+    "transition": (lambda: TransitionDetector(), TransitionDetector.from_snapshot, sensor_stream),
     "machine-compact": (lambda: MachineDetector(backend="compact"), MachineDetector.from_snapshot, stream),
     "machine-river": (lambda: MachineDetector(backend="river"), MachineDetector.from_snapshot, stream),
 }
@@ -196,3 +197,57 @@ def test_sequence_detector_flags_a_new_pattern_inside_the_usual_range() -> None:
         det.learn_one({"value": v})
     assert det.score_one({"value": 0.0}) < 0.05  # 4,5,6,7 -> 0 is the usual continuation... of 5,6,7
     assert det.score_one({"value": 3.0}) == 1.0  # 5,6,7 -> 3 never happened, though 3 is in range
+
+
+def test_transition_detector_flags_a_jump_it_has_never_made() -> None:
+    det = TransitionDetector(min_levels=5, max_levels=12, headroom=0.1, rest=30)
+    ramp = [float(i % 10) for i in range(600)]  # 0..9 rising in unit steps, then back to 0
+    scores = run_detector(det, [{"value": v} for v in [9.0, *ramp]])  # 9 first: the range is known
+    assert max(scores[100:]) == 0.0  # the cycle's transitions are all known after the first rounds
+    # 9 -> 0 is known (the ramp's reset), 0 -> 9 never happened: new on every grid
+    det.learn_one({"value": 0.0})
+    assert det.score_one({"value": 9.0}) == 1.0
+    assert det.score_one({"value": 1.0}) == 0.0  # the usual step up
+    det.learn_one({"value": 9.0})  # remembered once made, even if an event were open
+    assert det.score_one({"value": 0.0}) == 0.0  # 9 -> 0 is known, and the rest period holds
+    for v in ramp[:20]:
+        det.learn_one({"value": v})
+    det.learn_one({"value": 0.0})
+    assert det.score_one({"value": 9.0}) == 0.0  # 0 -> 9 is now known
+
+
+def test_transition_detector_rest_period_and_graded_score() -> None:
+    det = TransitionDetector(min_levels=5, max_levels=12, headroom=0.0, rest=3)
+    for v in [0.0, 100.0] * 50:  # two levels only: 0 <-> 100 known on every grid
+        det.learn_one({"value": v})
+    det.learn_one({"value": 0.0})
+    s = det.score_one({"value": 50.0})  # the middle band: new on every grid
+    assert s == 1.0
+    det.learn_one({"value": 50.0})
+    assert det.score_one({"value": 0.0}) == 0.0  # 50 -> 0 is new, but within the rest period
+    for v in [0.0, 100.0] * 3:
+        det.learn_one({"value": v})
+    assert det.score_one({"value": 60.0}) == 1.0  # from 100 only the step down to 0 was ever made
+    det2 = TransitionDetector.from_snapshot(det.snapshot())
+    det2.learn_one({"value": 50.0})
+    det2.learn_one({"value": 0.0})
+    for v in [0.0, 100.0] * 3:
+        det2.learn_one({"value": v})
+    # 100 -> 50 is known now; 55 is in 50's band on the coarse grids, in the next band on fine ones
+    partial = det2.score_one({"value": 55.0})
+    assert 0.0 < partial < 1.0
+
+
+def test_transition_detector_memory_is_constant() -> None:
+    det = TransitionDetector()
+    rng = random.Random(1)
+    for _ in range(20_000):
+        det.learn_one({"value": rng.gauss(0, 1)})
+    assert det.nbytes() < 512
+    assert all(b.bit_length() <= n * n for b, n in zip(det.seen, det.grids, strict=True))
+    assert len(json.dumps(det.snapshot())) < 1024
+
+
+def test_transition_detector_rejects_bad_grids() -> None:
+    with pytest.raises(ValueError, match="min_levels"):
+        TransitionDetector(min_levels=8, max_levels=5)

@@ -122,3 +122,24 @@ def test_corrupt_or_foreign_snapshots_are_refused() -> None:
         state.loads(b"\x80garbage")
     with pytest.raises(SnapshotError, match="not a MachineMonitor"):
         MachineMonitor.restore({"kind": "Other"})
+
+
+def test_snapshot_of_an_earlier_release_without_transition_detectors_restores() -> None:
+    """Snapshots written before the transition detector existed restore with fresh ones (they learn
+    from the restore on); the other detectors continue exactly."""
+    monitor = MachineMonitor("m", AnomalySettings(transition_min_levels=5))
+    readings = pump_readings(400)
+    for ts, values in readings[:300]:
+        monitor.update(ts, values)
+    twin = MachineMonitor.restore(json.loads(json.dumps(monitor.snapshot())))  # a current snapshot: exact
+    old = monitor.snapshot()
+    del old["transitions"]
+    restored = MachineMonitor.restore(json.loads(json.dumps(old)))
+    assert (
+        sorted(restored.transitions) == sorted(monitor.transitions) == ["current", "pressure", "temperature"]
+    )
+    assert all(d.prev is None for d in restored.transitions.values())
+    for ts, values in readings[300:]:
+        ours, theirs = monitor.update(ts, values), restored.update(ts, values)
+        assert theirs.scores["machine"] == ours.scores["machine"]
+        assert twin.update(ts, values) == ours
