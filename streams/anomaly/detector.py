@@ -266,6 +266,7 @@ class TransitionDetector(anomaly.base.AnomalyDetector):
         self.lo = 0.0
         self.hi = 0.0
         self.since_new = rest + 1  # readings since a transition was last new
+        self._judged: tuple[float, tuple[float, list[int], list[int]]] | None = None  # score_one's work
 
     def _range(self, v: float) -> tuple[float, float]:
         if not self.count:
@@ -302,12 +303,15 @@ class TransitionDetector(anomaly.base.AnomalyDetector):
         return new / len(self.grids), bands, bits
 
     def score_one(self, x: Mapping[str, float]) -> float:
-        frac = self._new(x["value"])[0]
+        v = x["value"]
+        self._judged = (v, self._new(v))  # learn_one of the same value reuses it
+        frac = self._judged[1][0]
         return frac if self.since_new > self.rest else 0.0
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         v = x["value"]
-        frac, bands, bits = self._new(v)
+        judged, self._judged = self._judged, None
+        frac, bands, bits = judged[1] if judged is not None and judged[0] == v else self._new(v)
         self.lo, self.hi = self._range(v)
         for i, bit in enumerate(bits):
             self.seen[i] |= bit
@@ -319,6 +323,7 @@ class TransitionDetector(anomaly.base.AnomalyDetector):
         """The next reading does not follow the last one (the machine was stopped in between): it
         starts a new sequence instead of making a transition."""
         self.prev = None
+        self._judged = None
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -91,6 +91,12 @@ class MachineMonitor:
             s.likelihood_window, s.likelihood_alpha, learn_period=s.warmup, var_floor=s.likelihood_var_floor
         )
 
+    def _transition_detector(self) -> TransitionDetector:
+        s = self.settings
+        return TransitionDetector(
+            s.transition_min_levels, s.transition_max_levels, s.transition_headroom, s.transition_rest
+        )
+
     def _add_sensor(self, name: str) -> None:
         s = self.settings
         self.windows[name] = SensorWindow(s.window, s.segments, s.long_window)
@@ -107,9 +113,7 @@ class MachineMonitor:
             self.sequences[name] = SequenceDetector(s.sequence_levels, s.sequence_length, s.sequence_table)
             self.seq_liks[name] = self._likelihood()
         if s.transition_min_levels:
-            self.transitions[name] = TransitionDetector(
-                s.transition_min_levels, s.transition_max_levels, s.transition_headroom, s.transition_rest
-            )
+            self.transitions[name] = self._transition_detector()
 
     # ------------------------------------------------------------------------------------------ update
     def update(self, ts_ms: int, values: Mapping[str, float | None]) -> Scored:
@@ -294,16 +298,8 @@ class MachineMonitor:
                     k: TransitionDetector.from_snapshot(v) for k, v in state["transitions"].items()
                 }
             else:
-                ss = m.settings
                 m.transitions = {
-                    k: TransitionDetector(
-                        ss.transition_min_levels,
-                        ss.transition_max_levels,
-                        ss.transition_headroom,
-                        ss.transition_rest,
-                    )
-                    for k in m.windows
-                    if ss.transition_min_levels
+                    k: m._transition_detector() for k in m.windows if m.settings.transition_min_levels
                 }
             m.last_features = {
                 k: {f: float(x) for f, x in v.items()} for k, v in state["last_features"].items()
