@@ -27,6 +27,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -172,13 +173,16 @@ def is_replicated_database(client: Client) -> bool:
     return bool(rows) and str(rows[0][0]) == "Replicated"
 
 
-def _ddl(client: Client) -> Any:
-    """How DDL is applied in this database: as written, or with replicated engines."""
+Ddl = Callable[[str], str]
+
+
+def _ddl(client: Client) -> Ddl:
+    """How DDL is applied in this database: as written, or with replicated engines (asks the server)."""
     return replicated_engines if is_replicated_database(client) else (lambda statement: statement)
 
 
-def _applied(client: Client) -> dict[int, tuple[str, str, int]]:
-    _run(client, (_ddl(client)(_CREATE_TABLE),), f"creating {MIGRATIONS_TABLE}")
+def _applied(client: Client, ddl: Ddl | None = None) -> dict[int, tuple[str, str, int]]:
+    _run(client, ((ddl or _ddl(client))(_CREATE_TABLE),), f"creating {MIGRATIONS_TABLE}")
     result = client.query(
         "SELECT version, name, checksum, toUnixTimestamp64Milli(applied_at) FROM schema_migrations FINAL"
     )
@@ -213,12 +217,12 @@ def migrate(
     """
     migrations = load_migrations(directory)
     try:
-        applied = _applied(client)
+        ddl = _ddl(client)
+        applied = _applied(client, ddl)
     except Exception as exc:
         msg = f"cannot read {MIGRATIONS_TABLE}: {exc}"
         raise SinkError(msg) from exc
     done: list[Migration | ViewFile] = []
-    ddl = _ddl(client)
     for mig in migrations:
         rec = applied.get(mig.version)
         if rec is not None:
@@ -235,7 +239,7 @@ def migrate(
         client.insert(MIGRATIONS_TABLE, [row], column_names=["version", "name", "checksum", "applied_at"])
         logger.info("applied migration %04d_%s", mig.version, mig.name)
         done.append(mig)
-    done.extend(apply_views(client, views_directory))
+    done.extend(apply_views(client, views_directory, ddl))
     return done
 
 
@@ -276,8 +280,8 @@ def load_views(directory: Path | None = None) -> list[ViewFile]:
     return out
 
 
-def _applied_views(client: Client) -> dict[str, str]:
-    _run(client, (_ddl(client)(_CREATE_VIEWS_TABLE),), f"creating {VIEWS_TABLE}")
+def _applied_views(client: Client, ddl: Ddl | None = None) -> dict[str, str]:
+    _run(client, ((ddl or _ddl(client))(_CREATE_VIEWS_TABLE),), f"creating {VIEWS_TABLE}")
     rows = client.query("SELECT file, checksum FROM schema_views FINAL").result_rows
     return {str(f): str(c) for f, c in rows}
 
@@ -302,9 +306,10 @@ def _current(vf: ViewFile, recorded: dict[str, str], existing: set[str]) -> bool
     return recorded.get(vf.file) == vf.checksum and set(vf.views) <= existing
 
 
-def apply_views(client: Client, directory: Path | None = None) -> list[ViewFile]:
-    """(Re)create the views of every new or changed view file; returns the files applied now."""
-    recorded, existing = _applied_views(client), _existing_views(client)
+def apply_views(client: Client, directory: Path | None = None, ddl: Ddl | None = None) -> list[ViewFile]:
+    """(Re)create the views of every new or changed view file; returns the files applied now.
+    ``ddl``: how DDL is applied here, if the caller knows already (else the server is asked)."""
+    recorded, existing = _applied_views(client, ddl), _existing_views(client)
     done: list[ViewFile] = []
     for vf in load_views(directory):
         if _current(vf, recorded, existing):

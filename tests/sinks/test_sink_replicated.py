@@ -36,8 +36,10 @@ class RecordingClient:
     def __init__(self) -> None:
         self.commands: list[str] = []
         self.inserts: list[str] = []
+        self.queries: list[str] = []
 
     def query(self, sql: str) -> Any:
+        self.queries.append(sql)
         class Result:
             result_rows: list[tuple[Any, ...]] = []
 
@@ -71,6 +73,7 @@ def test_migrate_on_a_replicated_database_sends_only_replicated_engines() -> Non
     created = [e for c in client.commands for e in engines(c)]
     assert created and all(e.startswith("Replicated") and e.endswith("MergeTree") for e in created)
     assert {"schema_migrations", "schema_views"} <= set(client.inserts)
+    assert sum("system.databases" in q for q in client.queries) == 1  # the engine is asked once
 
 
 def test_the_embedded_database_is_not_replicated_and_keeps_plain_engines(ch: Client) -> None:
