@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+Advance = Callable[..., None]  # (done, total, description="")
 
 DEFAULT_NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
@@ -18,11 +22,14 @@ def register(sub: Any) -> None:
     d.add_argument("--input", required=True, type=Path, help="CSV file (comma, semicolon or tab separated)")
     d.add_argument("--timestamp-column", required=True, help="column with ISO 8601 times or epoch s/ms")
     d.add_argument(
-        "--columns", default=None, help="comma-separated sensor columns (default: every numeric one)"
+        "--columns",
+        default=None,
+        help="comma-separated sensor columns (default: every numeric one but a row-number column)",
     )
     d.add_argument("--output", required=True, type=Path, help="CSV to write (input columns + scores)")
     d.add_argument("--machine-id", default=None, help="machine id in events (default: the file name)")
     d.add_argument("--events", default=None, type=Path, help="also write anomaly events as JSON lines here")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=run_detect)
 
     n = sub.add_parser("nab", help="Numenta Anomaly Benchmark: score a results folder or run our detector")
@@ -46,15 +53,17 @@ def run_detect(args: argparse.Namespace) -> int:
     from streams.anomaly.detect import detect_file
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    counts = detect_file(
-        args.input,
-        args.output,
-        args.timestamp_column,
-        columns,
-        AnomalySettings(),
-        args.machine_id,
-        args.events,
-    )
+    with _progress_bar("detect", not args.quiet and sys.stderr.isatty()) as advance:
+        counts = detect_file(
+            args.input,
+            args.output,
+            args.timestamp_column,
+            columns,
+            AnomalySettings(),
+            args.machine_id,
+            args.events,
+            advance,
+        )
     print(
         f"{counts['rows']} rows, {counts['sensors']} sensor(s), {counts['events']} event(s) -> {args.output}",
         file=sys.stderr,
@@ -95,37 +104,50 @@ def run_nab_score(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _progress_bar(label: str, show: bool) -> Iterator[Advance | None]:
+    """A progress bar on stderr while the block runs (when ``show``); yields its update function
+    ``(done, total, description="")``, or None."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(done: int, total: int, description: str = "") -> None:
+            bar.update(task, completed=done, total=total, description=description)
+
+        yield update
+
+
 def run_nab_run(args: argparse.Namespace) -> int:
     from streams.anomaly.config import AnomalySettings
     from streams.anomaly.nab import data_files, score_corpus
     from streams.anomaly.nab_run import DETECTOR, run_corpus
 
-    show = not args.quiet and sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="millstream-nab-") as tmp:
         output = args.output or Path(tmp)
         total = len(data_files(args.nab_root))
-        if show:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        with _progress_bar("NAB", not args.quiet and sys.stderr.isatty()) as advance:
+            done = 0
 
-            with Progress(
-                TextColumn("NAB"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=Console(stderr=True),
-            ) as bar:
-                task = bar.add_task("", total=total)
-                run_corpus(
-                    args.nab_root,
-                    output,
-                    AnomalySettings(),
-                    args.workers,
-                    lambda name: bar.update(task, advance=1, description=Path(name).name[:40].ljust(40)),
-                )
-        else:
-            run_corpus(args.nab_root, output, AnomalySettings(), args.workers)
+            def on_file(name: str) -> None:
+                nonlocal done
+                done += 1
+                if advance is not None:
+                    advance(done, total, Path(name).name[:40].ljust(40))
+
+            run_corpus(args.nab_root, output, AnomalySettings(), args.workers, on_file)
         results = score_corpus(args.nab_root, output)
     _print_scores(results, args.nab_root, args.json, DETECTOR)
     return 0

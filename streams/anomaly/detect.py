@@ -5,6 +5,9 @@ stable sort on the timestamp; one pass, every score computed before the row is l
 output has one row per input row, in input order, with the original columns plus
 ``anomaly_score`` (0-1), ``is_anomaly`` (0/1) and ``anomaly_source`` (the sensor whose detector
 scored highest, or ``machine``).
+
+Without an explicit column list, every column whose cells are all numbers is a sensor, except the
+timestamp and a row-number column (0, 1, 2, ... as data frames write their index).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 DELIMITERS = ",;\t"
 OUTPUT_COLUMNS = ("anomaly_score", "is_anomaly", "anomaly_source")
+PROGRESS_EVERY = 1000  # rows between progress callbacks
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,14 @@ def parse_number(text: str, decimal_comma: bool) -> float | None:
         return None
 
 
+def is_row_number(values: Sequence[float | None]) -> bool:
+    """A column that counts the rows (0, 1, 2, ... or 1, 2, 3, ..., as data frames write their index):
+    it numbers the rows and measures nothing, so it is not a sensor."""
+    if len(values) < 3 or values[0] not in (0.0, 1.0):
+        return False
+    return all(v == values[0] + i for i, v in enumerate(values))
+
+
 def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] | None) -> list[str]:
     available = ", ".join(table.header)
     if timestamp_column not in table.header:
@@ -121,8 +133,14 @@ def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] |
         if name == timestamp_column:
             continue
         cells = [r[i] for r in table.rows if i < len(r) and r[i].strip()]
-        if cells and all(parse_number(c, decimal_comma) is not None for c in cells):
-            chosen.append(name)
+        numbers = [parse_number(c, decimal_comma) for c in cells]
+        if not cells or any(x is None for x in numbers):
+            continue
+        if is_row_number(numbers):
+            hint = " (name it in --columns to model it)" if name.strip() else ""
+            logger.warning("column %r numbers the rows (0, 1, 2, ...): not a sensor%s", name, hint)
+            continue
+        chosen.append(name)
     if not chosen:
         msg = f"no numeric column besides {timestamp_column!r}; available columns: {available}"
         raise InputFileError(msg)
@@ -137,8 +155,11 @@ def detect_file(
     settings: AnomalySettings | None = None,
     machine_id: str | None = None,
     events_path: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
-    """Replay ``input_path``; write scores to ``output_path``. Returns row and event counts."""
+    """Replay ``input_path``; write scores to ``output_path``. Returns row, sensor and event counts.
+
+    ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` rows and at the end."""
     table = read_table(input_path)
     sensors = choose_columns(table, timestamp_column, columns)
     ts_idx = table.header.index(timestamp_column)
@@ -159,13 +180,16 @@ def detect_file(
     monitor = MachineMonitor(machine_id or input_path.stem, settings)
     results: list[tuple[float, bool, str] | None] = [None] * len(table.rows)
     events = []
-    for i in sorted(range(len(stamps)), key=stamps.__getitem__):
+    total = len(stamps)
+    for done, i in enumerate(sorted(range(total), key=stamps.__getitem__), start=1):
         row = table.rows[i]
         values = {c: parse_number(row[j], decimal_comma) if j < len(row) else None for c, j in idx.items()}
         r = monitor.update(stamps[i], values)
         results[i] = (r.score, r.is_anomaly, r.source)
         if r.event is not None:
             events.append(r.event)
+        if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
+            progress(done, total)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

@@ -124,6 +124,46 @@ def test_column_selection(tmp_path: Path) -> None:
     assert [e["anomaly_score"] for e in everything] == [x["anomaly_score"] for x in explicit]
 
 
+def test_a_row_number_column_is_not_a_sensor_unless_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Data frames write their index as a first, unnamed column (0, 1, 2, ...): it is not modelled by
+    default (a warning says so), and it is when --columns names it."""
+    rows = small_rows()
+    indexed = [{"": str(i), **r} for i, r in enumerate(rows)]
+    src = write(tmp_path / "indexed.csv", indexed)
+    plain = detect(tmp_path, write(tmp_path / "plain.csv", rows), name="plain_out.csv")
+    with caplog.at_level("WARNING", logger="streams.anomaly.detect"):
+        got = detect(tmp_path, src, name="indexed_out.csv")
+    assert [g["anomaly_score"] for g in got] == [p["anomaly_score"] for p in plain]
+    assert "column '' numbers the rows" in caplog.text
+    numbered = write(tmp_path / "numbered.csv", [{"row": str(i + 1), **r} for i, r in enumerate(rows)])
+    assert [g["anomaly_score"] for g in detect(tmp_path, numbered, name="numbered_out.csv")] == [
+        p["anomaly_score"] for p in plain
+    ]  # 1, 2, 3, ... under a name: the same
+    named = detect(tmp_path, numbered, "--columns", ",".join(["row", *SENSORS]), name="named_out.csv")
+    assert [n["anomaly_score"] for n in named] != [p["anomaly_score"] for p in plain]
+    # a counter that does not start at 0 or 1, or skips, is a measurement
+    counted = [{**r, "parts": str(100 + 2 * i)} for i, r in enumerate(rows)]
+    with_parts = detect(tmp_path, write(tmp_path / "parts.csv", counted), name="parts_out.csv")
+    assert [w["anomaly_score"] for w in with_parts] != [p["anomaly_score"] for p in plain]
+
+
+def test_progress_is_reported_while_replaying(tmp_path: Path) -> None:
+    from streams.anomaly.detect import PROGRESS_EVERY, detect_file
+
+    rows = pump_rows(2500)
+    calls: list[tuple[int, int]] = []
+    counts = detect_file(
+        write(tmp_path / "p.csv", rows),
+        tmp_path / "p_out.csv",
+        "time",
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert counts["rows"] == 2500
+    assert calls == [(PROGRESS_EVERY, 2500), (2 * PROGRESS_EVERY, 2500), (2500, 2500)]
+
+
 def test_rows_are_replayed_in_time_order_and_written_in_input_order(tmp_path: Path) -> None:
     rows = small_rows()
     shuffled = rows[:]
