@@ -29,6 +29,12 @@ def register(sub: Any) -> None:
     d.add_argument("--output", required=True, type=Path, help="CSV to write (input columns + scores)")
     d.add_argument("--machine-id", default=None, help="machine id in events (default: the file name)")
     d.add_argument("--events", default=None, type=Path, help="also write anomaly events as JSON lines here")
+    d.add_argument(
+        "--timestamp-format",
+        default=None,
+        help="strptime format of the timestamps, e.g. '%%d/%%m/%%Y %%H:%%M:%%S' (default: ISO 8601 or epoch "
+        "s/ms); times without a zone are UTC",
+    )
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=run_detect)
 
@@ -63,6 +69,7 @@ def run_detect(args: argparse.Namespace) -> int:
             args.machine_id,
             args.events,
             advance,
+            args.timestamp_format,
         )
     print(
         f"{counts['rows']} rows, {counts['sensors']} sensor(s), {counts['events']} event(s) -> {args.output}",

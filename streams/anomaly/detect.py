@@ -66,9 +66,13 @@ def read_table(path: Path) -> Table:
     return Table(header, rows[1:], delimiter)
 
 
-def parse_timestamp(text: str) -> int:
-    """Epoch milliseconds from ISO 8601 (naive = UTC) or a number (epoch s, or ms if > 1e11)."""
+def parse_timestamp(text: str, fmt: str | None = None) -> int:
+    """Epoch milliseconds from ISO 8601 (naive = UTC) or a number (epoch s, or ms if > 1e11); with
+    ``fmt``, from that ``strptime`` format instead (naive = UTC)."""
     t = text.strip()
+    if fmt is not None:
+        parsed = datetime.strptime(t, fmt)  # noqa: DTZ007 - made aware on the next line
+        return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
     try:
         x = float(t)
     except ValueError:
@@ -156,6 +160,7 @@ def detect_file(
     machine_id: str | None = None,
     events_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    timestamp_format: str | None = None,
 ) -> dict[str, int]:
     """Replay ``input_path``; write scores to ``output_path``. Returns row, sensor and event counts.
 
@@ -169,9 +174,17 @@ def detect_file(
     for n, row in enumerate(table.rows, start=2):  # line 1 is the header
         cell = row[ts_idx] if ts_idx < len(row) else ""
         try:
-            stamps.append(parse_timestamp(cell))
+            stamps.append(parse_timestamp(cell, timestamp_format))
         except ValueError as exc:
-            msg = f"{input_path}: row {n}: cannot parse timestamp {cell!r} in column {timestamp_column!r}"
+            expected = (
+                f"format {timestamp_format!r}"
+                if timestamp_format
+                else "ISO 8601 or epoch seconds/milliseconds; other layouts need --timestamp-format"
+            )
+            msg = (
+                f"{input_path}: row {n}: cannot parse timestamp {cell!r} in column {timestamp_column!r} "
+                f"(expected {expected})"
+            )
             raise InputFileError(msg) from exc
     clash = set(OUTPUT_COLUMNS) & set(table.header)
     if clash:

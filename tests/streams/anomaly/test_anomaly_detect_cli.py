@@ -206,6 +206,21 @@ def test_unparsable_timestamp_names_the_row(tmp_path: Path, capsys: pytest.Captu
     assert "'yesterday'" in err
 
 
+def test_other_timestamp_layouts_need_and_take_a_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = small_rows()
+    ref = detect(tmp_path, write(tmp_path / "iso.csv", rows), name="iso_out.csv")
+    european = [{**r, "time": datetime.fromisoformat(r["time"]).strftime("%d/%m/%Y %H:%M:%S")} for r in rows]
+    src = write(tmp_path / "eu.csv", european)
+    err = run_cli_error(tmp_path, capsys, src)
+    assert "row 2" in err and "--timestamp-format" in err
+    got = detect(tmp_path, src, "--timestamp-format", "%d/%m/%Y %H:%M:%S", name="eu_out.csv")
+    assert [g["anomaly_score"] for g in got] == [r["anomaly_score"] for r in ref]
+    err = run_cli_error(tmp_path, capsys, src, "--timestamp-format", "%Y-%m-%d")
+    assert "expected format '%Y-%m-%d'" in err
+
+
 def test_empty_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
