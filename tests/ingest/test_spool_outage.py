@@ -24,6 +24,13 @@ from schemas.config import KafkaSettings, TopicSettings
 
 LONG_OUTAGE_S = float(os.environ.get("MILLSTREAM_TEST_OUTAGE_S", "60"))
 
+Outage = tuple[list[Sent], list[dict[str, Any]], Any, Any]  # sent, records read back, report, run
+
+
+def keys(records: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """(machine, sensor, event time) of each record, in the order read."""
+    return [(r["machine_id"], r["sensor"], r["event_time"]) for r in records]
+
 
 def per_machine(items: list[tuple[str, str, int]]) -> dict[str, list[tuple[str, int]]]:
     out: dict[str, list[tuple[str, int]]] = defaultdict(list)
@@ -32,65 +39,74 @@ def per_machine(items: list[tuple[str, str, int]]) -> dict[str, list[tuple[str, 
     return dict(out)
 
 
-def outage_run(
+@pytest.fixture
+def outage(
     mosquitto: Any,
-    broker: Any,
-    topics: TopicSettings,
+    proxied_broker: Any,
+    proxied_topics: TopicSettings,
     tmp_path: Path,
     gateway_run: Callable[..., Any],
     read_topic: Callable[..., list[dict[str, Any]]],
-    *,
-    mode: str,
-    outage_s: float,
-    spool: dict[str, Any] | None = None,
-    producer: ProducerSettings | None = None,
-    forwarder: ForwarderSettings | None = None,
-    name: str,
-) -> tuple[list[Sent], list[dict[str, Any]], Any, Any]:
-    """A 5 Hz stream of 4 machines x 8 sensors; ``mode`` outage of ``outage_s`` in the middle."""
-    kafka = KafkaSettings(kafka_bootstrap=broker.bootstrap)
-    pub = MqttSimPublisher(
-        "127.0.0.1",
-        mosquitto.port,
-        SimulatorSettings(machines=4, sensors=8, rate_hz=5, seed=8),
-        client_id=f"p-{name}",
-    ).connect()
-    config = MqttConfig.model_validate(pub.gateway_config(f"gw-{name}"))
-    settings = SpoolSettings(**{"dir": tmp_path / "spool", **(spool or {})})
-    forwarder = forwarder or ForwarderSettings(offline_after_ms=1500, probe_interval_ms=250)
-    run = gateway_run(MqttGateway, config, kafka, topics, settings, forwarder=forwarder, producer=producer)
-    assert run.gateway.connected.wait(15)
-    stop = threading.Event()
-    stream = threading.Thread(target=pub.run, args=(stop,), daemon=True)
-    stream.start()
-    try:
-        time.sleep(2.0)
-        getattr(broker.proxy, mode)()
-        wait_until(lambda: not run.forwarder.online, 30, "the gateway to notice the outage")
-        time.sleep(outage_s)
-        assert run.forwarder.spool.pending > 0, "readings were spooled during the outage"
-        broker.proxy.restore()
-        wait_until(lambda: run.forwarder.online, 60, "the gateway to notice the broker is back")
-        time.sleep(2.0)
-    finally:
-        broker.proxy.restore()
-        stop.set()
-        stream.join(10)
-    assert pub.wait_acked(30)
-    run.wait_read(len(pub.sent))
-    try:
-        wait_until(lambda: run.forwarder.spool.pending == 0, 60, "the spool to drain")
-    except Exception as exc:
-        raise AssertionError(f"{exc}: {run.forwarder.state()}") from exc
-    report = run.close()
-    pub.close()
-    assert not list((tmp_path / "spool").glob("*.seg")), "segments deleted once acknowledged"
-    records = read_topic(kafka, topics.topic_readings, len(pub.sent) - report.dropped)
-    return pub.sent, records, report, run
+) -> Callable[..., Outage]:
+    """Runs one outage through the proxied broker; each test passes the keyword arguments."""
+
+    def run_outage(
+        *,
+        mode: str,
+        outage_s: float,
+        spool: dict[str, Any] | None = None,
+        producer: ProducerSettings | None = None,
+        forwarder: ForwarderSettings | None = None,
+        name: str,
+    ) -> Outage:
+        """A 5 Hz stream of 4 machines x 8 sensors; ``mode`` outage of ``outage_s`` in the middle."""
+        kafka = KafkaSettings(kafka_bootstrap=proxied_broker.bootstrap)
+        pub = MqttSimPublisher(
+            "127.0.0.1",
+            mosquitto.port,
+            SimulatorSettings(machines=4, sensors=8, rate_hz=5, seed=8),
+            client_id=f"p-{name}",
+        ).connect()
+        config = MqttConfig.model_validate(pub.gateway_config(f"gw-{name}"))
+        settings = SpoolSettings(**{"dir": tmp_path / "spool", **(spool or {})})
+        forwarder = forwarder or ForwarderSettings(offline_after_ms=1500, probe_interval_ms=250)
+        run = gateway_run(
+            MqttGateway, config, kafka, proxied_topics, settings, forwarder=forwarder, producer=producer
+        )
+        assert run.gateway.connected.wait(15)
+        stop = threading.Event()
+        stream = threading.Thread(target=pub.run, args=(stop,), daemon=True)
+        stream.start()
+        try:
+            time.sleep(2.0)
+            getattr(proxied_broker.proxy, mode)()
+            wait_until(lambda: not run.forwarder.online, 30, "the gateway to notice the outage")
+            time.sleep(outage_s)
+            assert run.forwarder.spool.pending > 0, "readings were spooled during the outage"
+            proxied_broker.proxy.restore()
+            wait_until(lambda: run.forwarder.online, 60, "the gateway to notice the broker is back")
+            time.sleep(2.0)
+        finally:
+            proxied_broker.proxy.restore()
+            stop.set()
+            stream.join(10)
+        assert pub.wait_acked(30)
+        run.wait_read(len(pub.sent))
+        try:
+            wait_until(lambda: run.forwarder.spool.pending == 0, 60, "the spool to drain")
+        except Exception as exc:
+            raise AssertionError(f"{exc}: {run.forwarder.state()}") from exc
+        report = run.close()
+        pub.close()
+        assert not list((tmp_path / "spool").glob("*.seg")), "segments deleted once acknowledged"
+        records = read_topic(kafka, proxied_topics.topic_readings, len(pub.sent) - report.dropped)
+        return pub.sent, records, report, run
+
+    return run_outage
 
 
 def assert_complete_and_ordered(sent: list[Sent], records: list[dict[str, Any]], exact: bool = True) -> None:
-    got = [(r["machine_id"], r["sensor"], r["event_time"]) for r in records]  # partition order
+    got = keys(records)  # partition order
     want = [(s.machine_id, s.sensor, s.event_time) for s in sent]
     assert set(got) == set(want), f"lost: {len(set(want) - set(got))}"
     if exact:
@@ -101,111 +117,56 @@ def assert_complete_and_ordered(sent: list[Sent], records: list[dict[str, Any]],
         assert per_machine(first) == per_machine(want)
 
 
+def tiny_spool(overflow: str) -> dict[str, Any]:
+    """A spool far too small for the outage (8 KiB in 2 KiB segments) with the given overflow policy."""
+    return {"max_bytes": 8192, "segment_bytes": 2048, "overflow": overflow}
+
+
+def assert_nothing_lost(report: Any) -> None:
+    assert report.lost == report.dropped == report.pending == 0, report
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("mode", "outage_s"), [("refuse", 3.0), ("blackhole", 3.0)], ids=["connection-refused", "black-hole"]
 )
 def test_short_outage_loses_nothing_and_keeps_order(
-    mosquitto: Any,
-    proxied_broker: Any,
-    proxied_topics: TopicSettings,
-    tmp_path: Path,
-    gateway_run: Callable[..., Any],
-    read_topic: Callable[..., list[dict[str, Any]]],
-    mode: str,
-    outage_s: float,
+    outage: Callable[..., Outage], mode: str, outage_s: float
 ) -> None:
-    sent, records, report, _ = outage_run(
-        mosquitto,
-        proxied_broker,
-        proxied_topics,
-        tmp_path,
-        gateway_run,
-        read_topic,
-        mode=mode,
-        outage_s=outage_s,
-        name=mode,
-    )
+    sent, records, report, _ = outage(mode=mode, outage_s=outage_s, name=mode)
     assert_complete_and_ordered(sent, records)
-    assert report.outages >= 1 and report.spooled > 0 and report.lost == report.dropped == report.pending == 0
+    assert report.outages >= 1 and report.spooled > 0
+    assert_nothing_lost(report)
 
 
 @pytest.mark.integration
 def test_messages_timing_out_in_the_producer_are_replayed_by_a_new_producer(
-    mosquitto: Any,
-    proxied_broker: Any,
-    proxied_topics: TopicSettings,
-    tmp_path: Path,
-    gateway_run: Callable[..., Any],
-    read_topic: Callable[..., list[dict[str, Any]]],
+    outage: Callable[..., Outage],
 ) -> None:
     """delivery.timeout.ms shorter than the outage: librdkafka fails what it held (delivery failures);
     those copies come from the spool, and a producer the broker then fences is replaced."""
-    sent, records, report, _ = outage_run(
-        mosquitto,
-        proxied_broker,
-        proxied_topics,
-        tmp_path,
-        gateway_run,
-        read_topic,
-        mode="refuse",
-        outage_s=4.0,
-        producer=ProducerSettings(delivery_timeout_ms=1500),
-        name="timeout",
+    sent, records, report, _ = outage(
+        mode="refuse", outage_s=4.0, producer=ProducerSettings(delivery_timeout_ms=1500), name="timeout"
     )
     assert report.delivery_failures > 0
     assert_complete_and_ordered(sent, records, exact=False)
-    assert report.lost == report.dropped == report.pending == 0
+    assert_nothing_lost(report)
 
 
 @pytest.mark.integration
-def test_full_spool_blocks_the_source_without_loss(
-    mosquitto: Any,
-    proxied_broker: Any,
-    proxied_topics: TopicSettings,
-    tmp_path: Path,
-    gateway_run: Callable[..., Any],
-    read_topic: Callable[..., list[dict[str, Any]]],
-) -> None:
+def test_full_spool_blocks_the_source_without_loss(outage: Callable[..., Outage]) -> None:
     """overflow=block and a spool far too small: MQTT messages wait unacknowledged in Mosquitto."""
-    sent, records, report, _ = outage_run(
-        mosquitto,
-        proxied_broker,
-        proxied_topics,
-        tmp_path,
-        gateway_run,
-        read_topic,
-        mode="refuse",
-        outage_s=3.0,
-        spool={"max_bytes": 8192, "segment_bytes": 2048, "overflow": "block"},
-        name="block",
-    )
+    sent, records, report, _ = outage(mode="refuse", outage_s=3.0, spool=tiny_spool("block"), name="block")
     assert_complete_and_ordered(sent, records)
     assert report.dropped == 0
 
 
 @pytest.mark.integration
-def test_full_spool_drop_newest_counts_every_dropped_reading(
-    mosquitto: Any,
-    proxied_broker: Any,
-    proxied_topics: TopicSettings,
-    tmp_path: Path,
-    gateway_run: Callable[..., Any],
-    read_topic: Callable[..., list[dict[str, Any]]],
-) -> None:
-    sent, records, report, run = outage_run(
-        mosquitto,
-        proxied_broker,
-        proxied_topics,
-        tmp_path,
-        gateway_run,
-        read_topic,
-        mode="refuse",
-        outage_s=3.0,
-        spool={"max_bytes": 8192, "segment_bytes": 2048, "overflow": "drop-newest"},
-        name="drop",
+def test_full_spool_drop_newest_counts_every_dropped_reading(outage: Callable[..., Outage]) -> None:
+    sent, records, report, run = outage(
+        mode="refuse", outage_s=3.0, spool=tiny_spool("drop-newest"), name="drop"
     )
-    got = [(r["machine_id"], r["sensor"], r["event_time"]) for r in records]
+    got = keys(records)
     assert len(set(got)) == len(got), "no duplicates"
     assert report.dropped > 0 and len(got) + report.dropped == len(sent) == run.emitter.read
     position = {(s.machine_id, s.sensor, s.event_time): i for i, s in enumerate(sent)}
@@ -216,28 +177,11 @@ def test_full_spool_drop_newest_counts_every_dropped_reading(
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_long_outage_during_a_steady_stream(
-    mosquitto: Any,
-    proxied_broker: Any,
-    proxied_topics: TopicSettings,
-    tmp_path: Path,
-    gateway_run: Callable[..., Any],
-    read_topic: Callable[..., list[dict[str, Any]]],
-) -> None:
-    sent, records, report, _ = outage_run(
-        mosquitto,
-        proxied_broker,
-        proxied_topics,
-        tmp_path,
-        gateway_run,
-        read_topic,
-        mode="refuse",
-        outage_s=LONG_OUTAGE_S,
-        name="long",
-    )
+def test_long_outage_during_a_steady_stream(outage: Callable[..., Outage]) -> None:
+    sent, records, report, _ = outage(mode="refuse", outage_s=LONG_OUTAGE_S, name="long")
     assert_complete_and_ordered(sent, records)
     assert report.spooled >= LONG_OUTAGE_S * 5 * 32 * 0.9, "the whole outage went through the spool"
-    assert report.lost == report.dropped == report.pending == 0
+    assert_nothing_lost(report)
 
 
 @pytest.mark.integration
