@@ -4,80 +4,59 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.grafana import shared
 from infra.grafana.panels import (
-    CH_TIME_SERIES,
-    Board,
     bar_panel,
+    board,
     ch,
-    datasource_variables,
-    label_variable,
+    ch_ts,
+    per_second,
     prom,
+    prom_ts,
     stat_panel,
     table_panel,
-    ts,
 )
-
-FRESHNESS = "millstream_last_reading_timestamp_seconds"
-RULE1 = 'rule=~"WE1|N1|LIMIT"'
 
 
 def spc() -> dict[str, Any]:
-    b = Board(
-        "millstream-spc",
-        "Millstream / SPC",
+    b = board(
+        "SPC",
         "Statistical process control: run-rule signals of the control charts of every (machine, sensor).",
         ["spc", "quality"],
-    ).variables([*datasource_variables(), label_variable("plant", "Plant", FRESHNESS, "plant", multi=True)])
+        shared.plant_variable(),
+    )
     b.row("Signals now (Prometheus, all plants)")
     b.add(
-        stat_panel(
+        shared.rule1_signals(
             "Rule-1 signals (10 min)",
-            prom(f"sum(rule:millstream_spc_signals:increase10m{{{RULE1}}}) or vector(0)"),
-            steps=[(None, "green"), (1, "red")],
-            description="Points beyond the 3-sigma control limits (WE1, N1, or LIMIT without run rules).",
+            "Points beyond the 3-sigma control limits (WE1, N1, or LIMIT without run rules).",
             span=8,
         ),
         stat_panel(
             "All run-rule signals (10 min)",
             prom("sum(rule:millstream_spc_signals:increase10m) or vector(0)"),
-            steps=[(None, "green"), (1, "yellow")],
+            steps=shared.YELLOW_AT_1,
             span=8,
         ),
-        stat_panel(
-            "Firing SPC alerts",
-            prom('count(ALERTS{alertstate="firing",alertname="MillstreamSpcOutOfControl"}) or vector(0)'),
-            steps=[(None, "green"), (1, "red")],
-            span=8,
-        ),
-        ts(
+        shared.firing_alerts("Firing SPC alerts", 'alertname="MillstreamSpcOutOfControl"', span=8),
+        prom_ts(
             "Signals per 10 min, by chart and rule",
-            [prom("rule:millstream_spc_signals:increase10m", legend="{{chart}} {{rule}}")],
+            "rule:millstream_spc_signals:increase10m",
+            "{{chart}} {{rule}}",
             stacked=True,
         ),
-        ts(
-            "Signal rate by rule",
-            [
-                prom(
-                    "sum by (rule) (rate(millstream_spc_signals_total[$__rate_interval]))",
-                    legend="{{rule}}",
-                )
-            ],
-            unit="ops",
+        prom_ts(
+            "Signal rate by rule", per_second("millstream_spc_signals_total", "rule"), "{{rule}}", unit="ops"
         ),
     )
     b.row("Signals (ClickHouse)")
     b.add(
-        ts(
+        ch_ts(
             "Signals per interval, by rule",
-            [
-                ch(
-                    "SELECT $__timeInterval_ms(emitted_at) AS time, rule, count() AS signals "
-                    "FROM spc_signals FINAL "
-                    "WHERE plant IN (${plant:singlequote}) AND $__timeFilter_ms(emitted_at) "
-                    "GROUP BY time, rule ORDER BY time",
-                    fmt=CH_TIME_SERIES,
-                )
-            ],
+            "SELECT $__timeInterval_ms(emitted_at) AS time, rule, count() AS signals "
+            "FROM spc_signals FINAL "
+            "WHERE plant IN (${plant:singlequote}) AND $__timeFilter_ms(emitted_at) "
+            "GROUP BY time, rule ORDER BY time",
             description="By the time the stream job signalled (emitted_at).",
             stacked=True,
         ),
@@ -119,36 +98,21 @@ def spc() -> dict[str, Any]:
 
 
 def anomalies() -> dict[str, Any]:
-    b = Board(
-        "millstream-anomalies",
-        "Millstream / Anomalies",
+    b = board(
+        "Anomalies",
         "Anomaly detection: events the detectors opened and the current normalised scores.",
         ["anomaly"],
-    ).variables([*datasource_variables(), label_variable("plant", "Plant", FRESHNESS, "plant", multi=True)])
+        shared.plant_variable(),
+    )
     b.row("Now (Prometheus)")
     b.add(
-        stat_panel(
-            "Anomaly events (10 min, all plants)",
-            prom("sum(kind:millstream_anomaly_events:increase10m) or vector(0)"),
-            steps=[(None, "green"), (1, "yellow"), (6, "red")],
-            span=8,
-        ),
-        stat_panel(
-            "Highest anomaly score",
-            prom('max(millstream_anomaly_score{plant=~"$plant"})'),
-            unit="percentunit",
-            steps=[(None, "green"), (0.7, "yellow"), (0.9, "red")],
-            span=8,
-        ),
-        stat_panel(
-            "Firing anomaly alerts",
-            prom('count(ALERTS{alertstate="firing",alertname="MillstreamAnomalyBurst"}) or vector(0)'),
-            steps=[(None, "green"), (1, "red")],
-            span=8,
-        ),
-        ts(
+        shared.anomaly_events("Anomaly events (10 min, all plants)", span=8),
+        shared.highest_score('plant=~"$plant"', span=8),
+        shared.firing_alerts("Firing anomaly alerts", 'alertname="MillstreamAnomalyBurst"', span=8),
+        prom_ts(
             "Events per 10 min, by kind",
-            [prom("kind:millstream_anomaly_events:increase10m", legend="{{kind}}")],
+            "kind:millstream_anomaly_events:increase10m",
+            "{{kind}}",
             stacked=True,
         ),
         bar_panel(
@@ -159,33 +123,19 @@ def anomalies() -> dict[str, Any]:
                 instant=True,
             ),
             unit="percentunit",
-            steps=[(None, "green"), (0.7, "yellow"), (0.9, "red")],
+            steps=shared.SCORE_STEPS,
         ),
     )
     b.row("Incidents (ClickHouse)")
     b.add(
-        stat_panel(
-            "Open incidents",
-            ch(
-                "SELECT count() AS open FROM v_anomalies_ranked "
-                "WHERE is_open AND plant IN (${plant:singlequote})"
-            ),
-            steps=[(None, "green"), (1, "yellow")],
-            span=24,
-            height=4,
-        ),
-        ts(
+        shared.open_incidents("Open incidents", span=24),
+        ch_ts(
             "Incidents opened per interval, by plant and line",
-            [
-                ch(
-                    "SELECT $__timeInterval_ms(event_time) AS time, concat(plant, '/', line) AS line, "
-                    "count() AS incidents FROM anomalies FINAL "
-                    "WHERE state = 'open' AND plant IN (${plant:singlequote}) "
-                    "AND $__timeFilter_ms(event_time) "
-                    "GROUP BY time, line ORDER BY time",
-                    fmt=CH_TIME_SERIES,
-                )
-            ],
+            "SELECT $__timeInterval_ms(event_time) AS time, concat(plant, '/', line) AS line, "
+            "count() AS incidents FROM anomalies FINAL "
+            "WHERE state = 'open' AND plant IN (${plant:singlequote}) "
+            "AND $__timeFilter_ms(event_time) "
+            "GROUP BY time, line ORDER BY time",
             stacked=True,
         ),
         bar_panel(

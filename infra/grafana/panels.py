@@ -9,7 +9,7 @@ object that plugin stores (``rawSql``, ``format``, ``queryType``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack
 
 from grafana_foundation_sdk.builders import bargauge, common, dashboard, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
@@ -28,6 +28,7 @@ CH_TIME_SERIES = 0
 CH_TABLE = 1
 
 Target = cogbuilder.Builder[Any]
+Steps = list[tuple[float | None, str]]  # threshold steps: (from value, colour); the first from None
 
 
 class ClickHouseQuery(cogbuilder.Builder[UnknownDataquery]):
@@ -71,7 +72,7 @@ def _source(targets: list[Target]) -> models.DataSourceRef:
     return CLICKHOUSE if all(isinstance(t, ClickHouseQuery) for t in targets) else PROMETHEUS
 
 
-def _thresholds(steps: list[tuple[float | None, str]]) -> dashboard.ThresholdsConfig:
+def _thresholds(steps: Steps) -> dashboard.ThresholdsConfig:
     return (
         dashboard.ThresholdsConfig()
         .mode(models.ThresholdsMode.ABSOLUTE)
@@ -79,10 +80,68 @@ def _thresholds(steps: list[tuple[float | None, str]]) -> dashboard.ThresholdsCo
     )
 
 
-GREEN: list[tuple[float | None, str]] = [(None, "green")]
+GREEN: Steps = [(None, "green")]
+
+
+def per_second(metric: str, by: str = "") -> str:
+    """PromQL: the summed per-second rate of a counter (``metric`` may carry a selector), ``by`` labels."""
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}(rate({metric}[$__rate_interval]))"
+
+
+def proms(*series: tuple[str, str]) -> list[Target]:
+    """PromQL targets from (expression, legend) pairs, ref ids A, B, C... in order."""
+    return [prom(expr, legend=legend, ref_id=chr(ord("A") + i)) for i, (expr, legend) in enumerate(series)]
 
 
 # ------------------------------------------------------------------------------------------ panels
+class _Panel(Protocol):
+    """The builder methods every panel type used here has."""
+
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def datasource(self, datasource: models.DataSourceRef) -> Self: ...
+    def targets(self, targets: list[Target]) -> Self: ...
+    def span(self, w: int) -> Self: ...
+    def height(self, h: int) -> Self: ...
+
+
+class _ValuePanel(_Panel, Protocol):
+    """A panel that reduces each series to one value (stat, bar gauge)."""
+
+    def unit(self, unit: str) -> Self: ...
+    def thresholds(self, thresholds: cogbuilder.Builder[models.ThresholdsConfig]) -> Self: ...
+    def reduce_options(self, reduce_options: cogbuilder.Builder[common_models.ReduceDataOptions]) -> Self: ...
+
+
+P = TypeVar("P", bound=_Panel)
+V = TypeVar("V", bound=_ValuePanel)
+
+
+class SeriesOptions(TypedDict, total=False):
+    """Optional settings of a time-series panel (defaults: unit "short", 12 x 8, not stacked)."""
+
+    unit: str
+    description: str
+    span: int
+    height: int
+    stacked: bool
+
+
+class ValueOptions(TypedDict, total=False):
+    """Optional settings of a stat or bar-gauge panel (defaults: unit "short", green only)."""
+
+    unit: str
+    description: str
+    steps: Steps
+
+
+def _framed(panel: P, title: str, targets: list[Target], description: str, span: int, height: int) -> P:
+    """What every panel sets: title, description, its queries and their datasource, grid size."""
+    p = panel.title(title).description(description).datasource(_source(targets)).targets(targets)
+    return p.span(span).height(height)
+
+
 def ts(
     title: str,
     targets: list[Target],
@@ -93,14 +152,8 @@ def ts(
     stacked: bool = False,
 ) -> timeseries.Panel:
     p = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_source(targets))
-        .targets(targets)
+        _framed(timeseries.Panel(), title, targets, description, span, height)
         .unit(unit)
-        .span(span)
-        .height(height)
         .line_width(1)
         .fill_opacity(10)
         .show_points(common_models.VisibilityMode.NEVER)
@@ -118,28 +171,53 @@ def ts(
     return p
 
 
-def stat_panel(
+def prom_ts(title: str, expr: str, legend: str = "__auto", **opts: Unpack[SeriesOptions]) -> timeseries.Panel:
+    """A time series of one PromQL range query."""
+    return ts(title, [prom(expr, legend=legend)], **opts)
+
+
+def ch_ts(title: str, sql: str, **opts: Unpack[SeriesOptions]) -> timeseries.Panel:
+    """A time series of one ClickHouse query in the plugin's time-series format."""
+    return ts(title, [ch(sql, fmt=CH_TIME_SERIES)], **opts)
+
+
+def _value(
+    panel: V,
     title: str,
     target: Target,
+    span: int,
+    height: int,
     unit: str = "short",
     description: str = "",
-    steps: list[tuple[float | None, str]] | None = None,
-    span: int = 4,
-    height: int = 4,
-) -> stat.Panel:
+    steps: Steps | None = None,
+) -> V:
     return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_source([target]))
-        .with_target(target)
+        _framed(panel, title, [target], description, span, height)
         .unit(unit)
-        .span(span)
-        .height(height)
         .thresholds(_thresholds(steps or GREEN))
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def stat_panel(
+    title: str, target: Target, *, span: int = 4, height: int = 4, **opts: Unpack[ValueOptions]
+) -> stat.Panel:
+    """The latest value, large, coloured by ``steps``, over a sparkline."""
+    return (
+        _value(stat.Panel(), title, target, span, height, **opts)
         .color_mode(common_models.BigValueColorMode.VALUE)
         .graph_mode(common_models.BigValueGraphMode.AREA)
-        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def bar_panel(
+    title: str, target: Target, *, span: int = 12, height: int = 8, **opts: Unpack[ValueOptions]
+) -> bargauge.Panel:
+    """One horizontal bar per series, its latest value, coloured by ``steps``."""
+    return (
+        _value(bargauge.Panel(), title, target, span, height, **opts)
+        .orientation(common_models.VizOrientation.HORIZONTAL)
+        .display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
     )
 
 
@@ -147,40 +225,9 @@ def table_panel(
     title: str, target: Target, description: str = "", span: int = 12, height: int = 8
 ) -> table.Panel:
     return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_source([target]))
-        .with_target(target)
-        .span(span)
-        .height(height)
+        _framed(table.Panel(), title, [target], description, span, height)
         .show_header(True)
         .cell_height(common_models.TableCellHeight.SM)
-    )
-
-
-def bar_panel(
-    title: str,
-    target: Target,
-    unit: str = "short",
-    description: str = "",
-    steps: list[tuple[float | None, str]] | None = None,
-    span: int = 12,
-    height: int = 8,
-) -> bargauge.Panel:
-    return (
-        bargauge.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_source([target]))
-        .with_target(target)
-        .unit(unit)
-        .span(span)
-        .height(height)
-        .thresholds(_thresholds(steps or GREEN))
-        .orientation(common_models.VizOrientation.HORIZONTAL)
-        .display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
-        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
@@ -259,3 +306,12 @@ class Board:
         """The dashboard model as Grafana stores it (plain JSON types)."""
         out: dict[str, Any] = json.loads(json.dumps(self.builder.build(), cls=JSONEncoder))
         return out
+
+
+def board(name: str, description: str, tags: list[str], *variables: dashboard.QueryVariable) -> Board:
+    """The dashboard "Millstream / ``name``" (uid ``millstream-<name in lower case, dashed>``), its
+    datasource variables first, then ``variables``."""
+    uid = "millstream-" + name.lower().replace(" ", "-")
+    return Board(uid, f"Millstream / {name}", description, tags).variables(
+        [*datasource_variables(), *variables]
+    )

@@ -4,38 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.grafana import shared
 from infra.grafana.panels import (
-    CH_TIME_SERIES,
-    Board,
+    Steps,
     bar_panel,
+    board,
     ch,
-    datasource_variables,
+    ch_ts,
     label_variable,
+    per_second,
     prom,
+    prom_ts,
     stat_panel,
     table_panel,
-    ts,
 )
 
-FRESHNESS = "millstream_last_reading_timestamp_seconds"
-RULE1 = 'rule=~"WE1|N1|LIMIT"'
-SILENT_STEPS: list[tuple[float | None, str]] = [(None, "green"), (30, "yellow"), (120, "red")]
+SILENT_STEPS: Steps = [(None, "green"), (30, "yellow"), (120, "red")]
 
 
 def plant_overview() -> dict[str, Any]:
     sel = 'plant=~"$plant"'
-    b = Board(
-        "millstream-plant-overview",
-        "Millstream / Plant overview",
+    b = board(
+        "Plant overview",
         "Every machine of the selected plants: who reports, what the latest windows say, what SPC and "
         "the anomaly detectors flagged.",
         ["plant"],
-    ).variables(
-        [
-            *datasource_variables(),
-            label_variable("plant", "Plant", FRESHNESS, "plant", multi=True),
-            label_variable("sensor", "Sensor", f"millstream_window_mean{{{sel}}}", "sensor"),
-        ]
+        shared.plant_variable(),
+        label_variable("sensor", "Sensor", f"millstream_window_mean{{{sel}}}", "sensor"),
     )
     b.row("Fleet now")
     b.add(
@@ -50,31 +45,21 @@ def plant_overview() -> dict[str, Any]:
         stat_panel(
             "Machines silent > 120 s",
             prom(f"sum(line:millstream_machines_silent:count{{{sel}}})"),
-            steps=[(None, "green"), (1, "red")],
+            steps=shared.RED_AT_1,
             description="Machines known to the stream job with no reading for more than 120 s.",
         ),
         stat_panel(
             "Sensor values / s",
-            prom("sum(rate(millstream_gateway_values_total[$__rate_interval]))"),
+            prom(per_second("millstream_gateway_values_total")),
             unit="ops",
             description="Sensor values the gateways produce (all plants).",
         ),
-        stat_panel(
+        shared.rule1_signals(
             "SPC rule-1 signals (10 min)",
-            prom(f"sum(rule:millstream_spc_signals:increase10m{{{RULE1}}}) or vector(0)"),
-            steps=[(None, "green"), (1, "red")],
-            description="Points beyond the 3-sigma control limits, all plants (WE1, N1 or LIMIT).",
+            "Points beyond the 3-sigma control limits, all plants (WE1, N1 or LIMIT).",
         ),
-        stat_panel(
-            "Anomaly events (10 min)",
-            prom("sum(kind:millstream_anomaly_events:increase10m) or vector(0)"),
-            steps=[(None, "green"), (1, "yellow"), (6, "red")],
-        ),
-        stat_panel(
-            "Firing alerts",
-            prom('count(ALERTS{alertstate="firing",alertname=~"Millstream.*"}) or vector(0)'),
-            steps=[(None, "green"), (1, "red")],
-        ),
+        shared.anomaly_events("Anomaly events (10 min)"),
+        shared.firing_alerts("Firing alerts", shared.MILLSTREAM_ALERTS),
     )
     b.row("Machines")
     b.add(
@@ -89,20 +74,16 @@ def plant_overview() -> dict[str, Any]:
             steps=SILENT_STEPS,
             description="Wall clock minus the event time of each machine's newest reading.",
         ),
-        ts(
+        prom_ts(
             "Machines reporting by line",
-            [
-                prom(
-                    f"line:millstream_machines:count{{{sel}}}"
-                    f" - line:millstream_machines_silent:count{{{sel}}}",
-                    legend="{{plant}}/{{line}}",
-                )
-            ],
+            f"line:millstream_machines:count{{{sel}}} - line:millstream_machines_silent:count{{{sel}}}",
+            "{{plant}}/{{line}}",
             stacked=True,
         ),
-        ts(
+        prom_ts(
             "Latest window mean: $sensor",
-            [prom(f'millstream_window_mean{{{sel},sensor="$sensor"}}', legend="{{line}}/{{machine_id}}")],
+            f'millstream_window_mean{{{sel},sensor="$sensor"}}',
+            "{{line}}/{{machine_id}}",
             description="Mean of each machine's latest closed window of the selected sensor.",
             span=24,
         ),
@@ -115,23 +96,15 @@ def plant_overview() -> dict[str, Any]:
                 "SELECT countIf(in_spec = 0) AS out_of_spec FROM v_machine_latest "
                 "WHERE plant IN (${plant:singlequote})"
             ),
-            steps=[(None, "green"), (1, "red")],
+            steps=shared.RED_AT_1,
             description="Latest window mean outside the lsl/usl loaded into the machines table.",
             span=8,
         ),
-        stat_panel(
-            "Open anomaly incidents",
-            ch(
-                "SELECT count() AS open FROM v_anomalies_ranked "
-                "WHERE is_open AND plant IN (${plant:singlequote})"
-            ),
-            steps=[(None, "green"), (1, "yellow")],
-            span=8,
-        ),
+        shared.open_incidents("Open anomaly incidents", span=8),
         stat_panel(
             "Data gaps and stale sensors (24 h)",
             ch("SELECT count() AS gaps FROM v_data_gaps WHERE plant IN (${plant:singlequote})"),
-            steps=[(None, "green"), (1, "yellow")],
+            steps=shared.YELLOW_AT_1,
             span=8,
         ),
         table_panel(
@@ -147,17 +120,12 @@ def plant_overview() -> dict[str, Any]:
             span=24,
             height=10,
         ),
-        ts(
+        ch_ts(
             "Windows written per interval, by line",
-            [
-                ch(
-                    "SELECT $__timeInterval_ms(window_end) AS time, concat(plant, '/', line) AS line, "
-                    "count() AS windows FROM window_aggregates FINAL "
-                    "WHERE plant IN (${plant:singlequote}) AND $__timeFilter_ms(window_end) "
-                    "GROUP BY time, line ORDER BY time",
-                    fmt=CH_TIME_SERIES,
-                )
-            ],
+            "SELECT $__timeInterval_ms(window_end) AS time, concat(plant, '/', line) AS line, "
+            "count() AS windows FROM window_aggregates FINAL "
+            "WHERE plant IN (${plant:singlequote}) AND $__timeFilter_ms(window_end) "
+            "GROUP BY time, line ORDER BY time",
             stacked=True,
         ),
         table_panel(
@@ -193,19 +161,16 @@ def plant_overview() -> dict[str, Any]:
 
 def machine_detail() -> dict[str, Any]:
     one = 'plant="$plant",line="$line",machine_id="$machine"'
-    b = Board(
-        "millstream-machine-detail",
-        "Millstream / Machine detail",
+    b = board(
+        "Machine detail",
         "One machine: freshness, every sensor's windows, anomaly scores, SPC signals and dead letters.",
         ["machine"],
-    ).variables(
-        [
-            *datasource_variables(),
-            label_variable("plant", "Plant", FRESHNESS, "plant"),
-            label_variable("line", "Line", f'{FRESHNESS}{{plant="$plant"}}', "line"),
-            label_variable("machine", "Machine", f'{FRESHNESS}{{plant="$plant",line="$line"}}', "machine_id"),
-            label_variable("sensor", "Sensor", f"millstream_window_mean{{{one}}}", "sensor", multi=True),
-        ]
+        shared.plant_variable(multi=False),
+        label_variable("line", "Line", f'{shared.FRESHNESS}{{plant="$plant"}}', "line"),
+        label_variable(
+            "machine", "Machine", f'{shared.FRESHNESS}{{plant="$plant",line="$line"}}', "machine_id"
+        ),
+        label_variable("sensor", "Sensor", f"millstream_window_mean{{{one}}}", "sensor", multi=True),
     )
     b.row("Now")
     b.add(
@@ -217,29 +182,16 @@ def machine_detail() -> dict[str, Any]:
             span=6,
         ),
         stat_panel("Sensors reporting", prom(f"count(millstream_window_mean{{{one}}})"), span=6),
-        stat_panel(
-            "Highest anomaly score",
-            prom(f"max(millstream_anomaly_score{{{one}}})"),
-            unit="percentunit",
-            steps=[(None, "green"), (0.7, "yellow"), (0.9, "red")],
-            span=6,
-        ),
-        stat_panel(
-            "Firing alerts for this machine",
-            prom('count(ALERTS{alertstate="firing",machine_id="$machine"}) or vector(0)'),
-            steps=[(None, "green"), (1, "red")],
-            span=6,
-        ),
+        shared.highest_score(one, span=6),
+        shared.firing_alerts("Firing alerts for this machine", 'machine_id="$machine"', span=6),
     )
     b.row("Sensors")
     b.add(
-        ts(
-            "Window mean per sensor",
-            [prom(f'millstream_window_mean{{{one},sensor=~"$sensor"}}', legend="{{sensor}}")],
-        ),
-        ts(
+        prom_ts("Window mean per sensor", f'millstream_window_mean{{{one},sensor=~"$sensor"}}', "{{sensor}}"),
+        prom_ts(
             "Anomaly score per sensor",
-            [prom(f'millstream_anomaly_score{{{one},sensor=~"$sensor"}}', legend="{{sensor}}")],
+            f'millstream_anomaly_score{{{one},sensor=~"$sensor"}}',
+            "{{sensor}}",
             unit="percentunit",
         ),
     )
@@ -256,42 +208,27 @@ def machine_detail() -> dict[str, Any]:
             ),
             span=24,
         ),
-        ts(
+        ch_ts(
             "Window mean per sensor (all windows)",
-            [
-                ch(
-                    "SELECT window_end AS time, sensor, mean FROM window_aggregates FINAL "
-                    "WHERE plant = ${plant:singlequote} AND line = ${line:singlequote} "
-                    "AND machine_id = ${machine:singlequote} "
-                    "AND sensor IN (${sensor:singlequote}) AND $__timeFilter_ms(window_end) "
-                    "ORDER BY time",
-                    fmt=CH_TIME_SERIES,
-                )
-            ],
+            "SELECT window_end AS time, sensor, mean FROM window_aggregates FINAL "
+            "WHERE plant = ${plant:singlequote} AND line = ${line:singlequote} "
+            "AND machine_id = ${machine:singlequote} "
+            "AND sensor IN (${sensor:singlequote}) AND $__timeFilter_ms(window_end) "
+            "ORDER BY time",
         ),
-        ts(
+        ch_ts(
             "Raw readings",
-            [
-                ch(
-                    "SELECT event_time AS time, sensor, value FROM readings "
-                    "WHERE machine_id = ${machine:singlequote} AND plant = ${plant:singlequote} "
-                    "AND sensor IN (${sensor:singlequote}) AND $__timeFilter_ms(event_time) "
-                    "ORDER BY time LIMIT 100000",
-                    fmt=CH_TIME_SERIES,
-                )
-            ],
+            "SELECT event_time AS time, sensor, value FROM readings "
+            "WHERE machine_id = ${machine:singlequote} AND plant = ${plant:singlequote} "
+            "AND sensor IN (${sensor:singlequote}) AND $__timeFilter_ms(event_time) "
+            "ORDER BY time LIMIT 100000",
             description="Only when the sink stores raw readings (MILLSTREAM_SINK_RAW_READINGS=true).",
         ),
-        ts(
+        ch_ts(
             "Hourly mean (rollup, last 7 days)",
-            [
-                ch(
-                    "SELECT bucket AS time, sensor, mean FROM v_rollup_1h "
-                    "WHERE machine_id = ${machine:singlequote} AND sensor IN (${sensor:singlequote}) "
-                    "AND $__timeFilter(bucket) ORDER BY time",
-                    fmt=CH_TIME_SERIES,
-                )
-            ],
+            "SELECT bucket AS time, sensor, mean FROM v_rollup_1h "
+            "WHERE machine_id = ${machine:singlequote} AND sensor IN (${sensor:singlequote}) "
+            "AND $__timeFilter(bucket) ORDER BY time",
             description="From the rollup tables: cheap over weeks of data.",
             span=24,
         ).time_from("7d"),

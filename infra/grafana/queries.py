@@ -15,7 +15,7 @@ Macro definitions follow the grafana-clickhouse-datasource plugin (pkg/macros/ma
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,33 +148,31 @@ def clickhouse_sql(
 ) -> str:
     """A ClickHouse target with variables and the plugin's macros expanded into concrete SQL."""
     sql = interpolate(text, values, multi, CLICKHOUSE_TYPE)
-    f_s, t_s = from_ms // 1000, to_ms // 1000
+    f_s, t_s, step_s = from_ms // 1000, to_ms // 1000, max(1, interval_ms // 1000)
+    constants = {
+        "fromTime": f"toDateTime({f_s})",
+        "toTime": f"toDateTime({t_s})",
+        "fromTime_ms": f"fromUnixTimestamp64Milli({from_ms})",
+        "toTime_ms": f"fromUnixTimestamp64Milli({to_ms})",
+        "interval_s": str(step_s),
+    }
+    of_column: dict[str, Callable[[str], str]] = {  # macros of one column argument
+        "timeFilter": lambda c: f"{c} >= {constants['fromTime']} AND {c} <= {constants['toTime']}",
+        "timeFilter_ms": lambda c: f"{c} >= {constants['fromTime_ms']} AND {c} <= {constants['toTime_ms']}",
+        "timeInterval": lambda c: f"toStartOfInterval(toDateTime({c}), INTERVAL {step_s} second)",
+        "timeInterval_ms": lambda c: (
+            f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {max(1, interval_ms)} millisecond)"
+        ),
+    }
 
     def repl(m: re.Match[str]) -> str:
         name = m.group("name")
         args = [a.strip() for a in (m.group("args") or "").split(",") if a.strip()]
-        if name == "timeFilter":
+        if name in constants:
+            return constants[name]
+        if name in of_column:
             (c,) = args
-            return f"{c} >= toDateTime({f_s}) AND {c} <= toDateTime({t_s})"
-        if name == "timeFilter_ms":
-            (c,) = args
-            return f"{c} >= fromUnixTimestamp64Milli({from_ms}) AND {c} <= fromUnixTimestamp64Milli({to_ms})"
-        if name == "fromTime":
-            return f"toDateTime({f_s})"
-        if name == "toTime":
-            return f"toDateTime({t_s})"
-        if name == "fromTime_ms":
-            return f"fromUnixTimestamp64Milli({from_ms})"
-        if name == "toTime_ms":
-            return f"fromUnixTimestamp64Milli({to_ms})"
-        if name == "timeInterval":
-            (c,) = args
-            return f"toStartOfInterval(toDateTime({c}), INTERVAL {max(1, interval_ms // 1000)} second)"
-        if name == "timeInterval_ms":
-            (c,) = args
-            return f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {max(1, interval_ms)} millisecond)"
-        if name == "interval_s":
-            return str(max(1, interval_ms // 1000))
+            return of_column[name](c)
         msg = f"unknown ClickHouse macro $__{name}"
         raise ValueError(msg)
 
