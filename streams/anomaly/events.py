@@ -23,7 +23,9 @@ class AnomalyEvent:
     start_ms: int
     end_ms: int | None = None
     model_id: str = ""
-    features: dict[str, float] = field(default_factory=dict)  # readings and per-detector scores at the onset
+    # at the onset: readings (value.<sensor>) and per-detector scores (score.<detector>); on close also
+    # peak.<detector> for every detector that reached the enter threshold during the event
+    features: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:

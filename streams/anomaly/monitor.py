@@ -80,6 +80,7 @@ class MachineMonitor:
         self.prev_red = False
         self.credit = 0.0  # fractional learning weight carried over (the trees learn whole readings)
         self.open_event: AnomalyEvent | None = None
+        self.peaks: dict[str, float] = {}  # while an event is open: highest score of each detector
         self.adapt_left = 0  # after an event outlasts max_duration, learn everything for that long
         self.first_ms: int | None = None  # event time of the first scored reading (time-based warm-up)
         self.runs: dict[str, list[float]] = {}  # flatline: sensor -> [last value, run, longest normal run]
@@ -170,6 +171,11 @@ class MachineMonitor:
 
         step = self.gate.step(score, ts_ms)
         event = None
+        if step.opened or (self.open_event is not None and not step.closed):  # readings of the event
+            for k, v in scores.items():
+                self.peaks[k] = max(self.peaks.get(k, 0.0), v)
+            if exceed_by:
+                self.peaks[exceed_by] = max(self.peaks.get(exceed_by, 0.0), exceed)
         if step.opened:
             features = {f"value.{k}": v for k, v in present.items()}
             features.update({f"score.{k}": v for k, v in scores.items()})
@@ -185,10 +191,21 @@ class MachineMonitor:
             )
         elif step.closed and self.open_event is not None:
             o = self.open_event
+            # every detector that reached ENTER during the event, also one that started later (a
+            # second fault while the first is open)
+            peaks = {f"peak.{k}": v for k, v in self.peaks.items() if v >= s.enter}
             event = AnomalyEvent(
-                o.machine_id, o.sensor, step.peak, o.threshold, o.start_ms, ts_ms, o.model_id, o.features
+                o.machine_id,
+                o.sensor,
+                step.peak,
+                o.threshold,
+                o.start_ms,
+                ts_ms,
+                o.model_id,
+                {**o.features, **peaks},
             )
             self.open_event = None
+            self.peaks = {}
 
         # learn: everything outside events; inside, with the reduced weight
         if step.timed_out:
@@ -268,6 +285,7 @@ class MachineMonitor:
             "machine_lik": self.machine_lik.snapshot(),
             "gate": self.gate.snapshot(),
             "open_event": self.open_event.to_dict() if self.open_event else None,
+            "peaks": dict(self.peaks),
         }
 
     @classmethod
@@ -308,6 +326,7 @@ class MachineMonitor:
             m.machine_lik = Likelihood.from_snapshot(state["machine_lik"])
             m.gate = EventGate.from_snapshot(state["gate"])
             m.open_event = AnomalyEvent(**state["open_event"]) if state["open_event"] else None
+            m.peaks = {k: float(v) for k, v in state.get("peaks", {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"corrupt MachineMonitor snapshot: {exc}"
             raise SnapshotError(msg) from exc

@@ -120,6 +120,28 @@ def test_flatline_state_survives_snapshot_and_restore() -> None:
         assert a.update(i * MIN_MS, row) == b.update(i * MIN_MS, row)
 
 
+def test_a_second_fault_during_an_open_event_is_named_when_it_closes() -> None:
+    """Sensor a steps far out of its range and stays there (an event opens on a); while that event
+    is open, sensor b gets stuck. One event per machine is open at a time, so b raises no event of
+    its own, but the closing record lists the peak of every detector that reached ENTER."""
+    settings = AnomalySettings(flatline=5, warmup=20)
+    rows = _series(400)
+    stuck = rows[219]["b"]  # an ordinary value of b, repeated: only the stuck-sensor check sees it
+    for i in range(200, 260):
+        rows[i] = {"a": 25.0 + 0.2 * (i % 3), "b": stuck if i >= 220 else rows[i]["b"]}
+    m = MachineMonitor("m1", settings)
+    events = [e for i, row in enumerate(rows) if (e := m.update(i * MIN_MS, row).event) is not None]
+    opened = [e for e in events if e.is_open]
+    closed = [e for e in events if not e.is_open]
+    assert [e.sensor for e in opened] == ["a"] and opened[0].start_ms == 200 * MIN_MS
+    assert len(closed) == 1 and closed[0].start_ms == opened[0].start_ms
+    peaks = {k: v for k, v in closed[0].features.items() if k.startswith("peak.")}
+    assert peaks["peak.a"] >= settings.enter
+    assert peaks["peak.b"] >= settings.enter  # the stuck sensor, not a source of its own event
+    assert all(v >= settings.enter for v in peaks.values())
+    assert not [k for k in opened[0].features if k.startswith("peak.")]  # only the close has them
+
+
 @pytest.mark.parametrize("bad", [{"flatline": -1}, {"warmup_hours": -1.0}])
 def test_invalid_values_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="greater than or equal"):
