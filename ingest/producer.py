@@ -125,10 +125,11 @@ class GatewayProducer:
         # send(), inlined: this is every gateway's hot path and a Python call costs ~5% of it.
         if self._bucket is not None:
             self._throttled += self._bucket.acquire(m.n_values)
+        ts = event_time if event_time > 0 else 0
         try:
-            self._produce(self.topic, value, m.key)
+            self._produce(self.topic, value, m.key, -1, None, None, ts)  # positional: keywords cost ~0.2 µs
         except BufferError:
-            self._wait_for_room(m.key, value)
+            self._wait_for_room(m.key, value, ts)
         except KafkaException as exc:
             raise self._refused(exc) from exc
         self._values += m.n_values
@@ -157,13 +158,16 @@ class GatewayProducer:
         if self._bucket is not None:
             self._throttled += self._bucket.acquire(tick.values_per_cycle)
         produce, topic = self._produce, self.topic
+        ts = event_time if event_time > 0 else 0
         pending = zip(tick.keys, messages, strict=True)
         try:
             for key, value in pending:
                 try:
-                    produce(topic, value, key)
+                    produce(
+                        topic, value, key, -1, None, None, ts
+                    )  # partition, callback, on_delivery, timestamp
                 except BufferError:
-                    self._wait_for_room(key, value)
+                    self._wait_for_room(key, value, ts)
         except KafkaException as exc:
             sent = tick.n - 1 - sum(1 for _ in pending)  # the refused message and those after it are not
             self._produced += sent
@@ -187,13 +191,15 @@ class GatewayProducer:
         self.send(str(record["machine_id"]).encode("utf-8"), value, n)
 
     def send(self, key: bytes, value: bytes, n_values: int = 1) -> None:
-        """Queue one encoded message; waits (never drops) while the local queue is full."""
+        """Queue one encoded message; waits (never drops) while the local queue is full. The record
+        timestamp is the message's event time when it has one (see :meth:`timestamp`)."""
         if self._bucket is not None:
             self._throttled += self._bucket.acquire(n_values)
+        ts = self.timestamp(value)
         try:
-            self._produce(self.topic, value, key)
+            self._produce(self.topic, value, key, timestamp=ts)
         except BufferError:
-            self._wait_for_room(key, value)
+            self._wait_for_room(key, value, ts)
         except KafkaException as exc:
             raise self._refused(exc) from exc
         self._values += n_values
@@ -221,7 +227,7 @@ class GatewayProducer:
             done(err)
 
         try:
-            self._produce(topic, value, key, on_delivery=report)
+            self._produce(topic, value, key, on_delivery=report, timestamp=self.timestamp(value))
         except BufferError:
             return False
         except KafkaException as exc:
@@ -230,16 +236,23 @@ class GatewayProducer:
         self._produced += 1
         return True
 
+    def timestamp(self, value: bytes) -> int:
+        """Kafka record timestamp for an encoded message: the reading's event time, so a reading sent
+        late (from a spool after an outage) keeps its time for consumers that take event time from
+        the record (the Flink job's watermarks); 0 (the producer's clock) for other messages."""
+        ts = self.serde.event_time(value)
+        return ts if ts is not None and ts > 0 else 0
+
     def _refused(self, exc: KafkaException) -> ProduceError:
         return ProduceError(f"producer refused a message for {self.topic}: {exc}")
 
-    def _wait_for_room(self, key: bytes, value: bytes) -> None:
+    def _wait_for_room(self, key: bytes, value: bytes, timestamp: int = 0) -> None:
         while True:
             self._backpressure += 1
             self._producer.poll(0.05)
             self._raise_fatal()
             try:
-                self._produce(self.topic, value, key)
+                self._produce(self.topic, value, key, timestamp=timestamp)
                 return
             except BufferError:
                 continue

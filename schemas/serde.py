@@ -56,6 +56,7 @@ class Serde:
         self._registry: Any = None
         self._registry_ids: dict[tuple[str, str], int] = {}
         self._registry_readers: dict[int, tuple[str, Any, Any]] = {}
+        self._time_offsets: dict[int, int | None] = {}  # id(writer schema) -> strings before event_time
         if self.settings.schema_registry_url:
             self._registry = _registry_client(self.settings)
 
@@ -132,6 +133,43 @@ class Serde:
             raise DecodeError(DECODE_ERROR, f"{name} body did not decode to a record")
         return Decoded(name, record)
 
+    def event_time(self, data: bytes | None) -> int | None:
+        """The record's ``event_time`` (epoch ms) read from the encoded bytes without decoding the rest.
+
+        For records whose fields before ``event_time`` are all strings (``Reading``, ``MachineScan``,
+        ``AnomalyEvent``): a producer sets it as the Kafka record timestamp, so a reading forwarded
+        late (from a gateway's spool) keeps its event time. None for any other record or for bytes
+        this cannot read (they are not dropped here; the stream job dead-letters them)."""
+        if not data:
+            return None
+        try:
+            if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
+                entry = self._readers.get(int.from_bytes(data[2:10], "little"))
+                body = 10
+            elif data[0] == CONFLUENT_MAGIC and len(data) >= 5:
+                entry = self._registry_entry(int.from_bytes(data[1:5], "big"))
+                body = 5
+            else:
+                return None
+        except DecodeError:
+            return None
+        if entry is None:
+            return None
+        writer = entry[1]
+        strings = self._time_offsets.get(id(writer), -1)
+        if strings == -1:
+            strings = self._time_offsets[id(writer)] = _strings_before_event_time(writer)
+        if strings is None:
+            return None
+        try:
+            pos = body
+            for _ in range(strings):
+                length, pos = _read_long(data, pos)
+                pos += length
+            return _read_long(data, pos)[0]
+        except IndexError:
+            return None
+
     # ------------------------------------------------------------------ registry
     def _register(self, sv: SchemaVersion, topic: str) -> int:
         key = (sv.name, topic)
@@ -174,6 +212,34 @@ class Serde:
         entry = (name, writer, reader)
         self._registry_readers[schema_id] = entry
         return entry
+
+
+def _strings_before_event_time(schema: Any) -> int | None:
+    """How many fields, all strings, precede a long ``event_time`` field (None: another shape)."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    for i, f in enumerate(schema.get("fields", [])):
+        t = f["type"]
+        if f["name"] == "event_time":
+            return i if (t == "long" or (isinstance(t, dict) and t.get("type") == "long")) else None
+        if t != "string":
+            return None
+    return None
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """An Avro long (zig-zag varint) at ``pos``: (value, position after it)."""
+    shift = result = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            msg = "varint too long"
+            raise IndexError(msg)
 
 
 def _registry_client(settings: SerdeSettings) -> Any:

@@ -10,7 +10,7 @@
 
 Event time for watermarks is the Kafka record timestamp, read by the source per partition (Flink
 combines partitions by taking the minimum, so a fast partition never closes a slow one's windows).
-Producers must set it to the reading's event time: the replay does, and ``GatewayProducer`` should
+Producers must set it to the reading's event time: the replay and ``GatewayProducer`` do
 (docs/scaling-out.md). Window assignment always uses the event time inside the Avro record.
 """
 

@@ -299,6 +299,7 @@ def read_records(
                     "_key": msg.key(),
                     "_partition": msg.partition(),
                     "_offset": msg.offset(),
+                    "_timestamp": msg.timestamp()[1],
                 }
             )
 

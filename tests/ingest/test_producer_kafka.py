@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
 from infra.procs import free_port
 from ingest.config import ProducerSettings, SimulatorSettings
@@ -92,6 +92,7 @@ def test_simulated_scans_arrive_complete_keyed_and_in_order(
             assert rec["seq"] > last_seq[key], "per-machine seq strictly increasing in partition order"
             last_seq[key] = rec["seq"]
             assert [v["sensor"] for v in rec["values"]] == [s.name for s in sim.sensors]
+            assert msg.timestamp() == (TIMESTAMP_CREATE_TIME, rec["event_time"]), "record time = event time"
             readings += len(explode_scan(rec))
     assert readings == 16000
     assert set(last_seq) == machine_ids
@@ -127,7 +128,9 @@ def test_single_readings_and_scan_dicts(kafka: KafkaSettings, topics: TopicSetti
         producer.send_record(scan)
     assert producer.report().acknowledged == 2 and producer.report().values == 2
     serde = Serde()
-    got = {m.key().decode(): serde.decode(m.value()) for m in consume_all(kafka, topics.topic_readings, 2)}
+    messages = consume_all(kafka, topics.topic_readings, 2)
+    got = {m.key().decode(): serde.decode(m.value()) for m in messages}
+    assert sorted(m.timestamp()[1] for m in messages) == [reading["event_time"], scan["event_time"]]
     assert got["m042"].name == "millstream.Reading" and got["m042"].record == reading
     assert got["m043"].name == "millstream.MachineScan" and got["m043"].record == scan
     with pytest.raises(ProduceError, match="closed"):

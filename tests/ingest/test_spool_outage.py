@@ -108,6 +108,8 @@ def outage(
 def assert_complete_and_ordered(sent: list[Sent], records: list[dict[str, Any]], exact: bool = True) -> None:
     got = keys(records)  # partition order
     want = [(s.machine_id, s.sensor, s.event_time) for s in sent]
+    late = [r for r in records if r["_timestamp"] != r["event_time"]]
+    assert not late, f"record timestamp = event time, spooled readings too: {late[:3]}"
     assert set(got) == set(want), f"lost: {len(set(want) - set(got))}"
     if exact:
         assert per_machine(got) == per_machine(want), "each reading once, each machine in order"

@@ -221,6 +221,48 @@ def test_confluent_round_trip(sv: SchemaVersion, registry: SchemaRegistryClient)
     check()
 
 
+# ------------------------------------------------------------------ event time without decoding
+# The shipped schemas whose fields before event_time are all strings; the others have no such field.
+EVENT_TIME_SHAPED = {"millstream.Reading", "millstream.MachineScan", "millstream.AnomalyEvent"}
+
+
+@pytest.mark.parametrize("framing", ["single-object", "confluent"])
+@pytest.mark.parametrize("sv", SHIPPED, ids=short)
+def test_event_time_is_read_from_the_bytes(
+    sv: SchemaVersion, framing: str, registry: SchemaRegistryClient
+) -> None:
+    serde = Serde(CONFLUENT if framing == "confluent" else SerdeSettings(schema_registry_url=None))
+    encode = serde.encoder(sv.name, "t")
+    reader = Serde(CONFLUENT if framing == "confluent" else SerdeSettings(schema_registry_url=None))
+
+    @PROPERTY
+    @given(avro_strategy(sv.raw))
+    def check(record: dict[str, Any]) -> None:
+        data = encode(record)
+        want = record["event_time"] if sv.name in EVENT_TIME_SHAPED else None
+        assert reader.event_time(data) == want
+        assert reader.event_time(data[: len(data) // 2] if want is None else data) == want
+
+    check()
+
+
+def test_event_time_of_bytes_it_cannot_read_is_none() -> None:
+    serde = Serde(SerdeSettings(schema_registry_url=None))
+    reading = {
+        "plant": "p1", "line": "l1", "machine_id": "m-7", "sensor": "temperature", "unit": "Cel",
+        "event_time": -1_700_000_000_123, "value": 71.25, "quality": "GOOD", "gateway_id": "gw-1",
+        "seq": 42, "lot_id": "LOT-9",
+    }  # fmt: skip
+    data = serde.encode("Reading", "t", reading)
+    assert serde.event_time(data) == reading["event_time"]
+    assert serde.event_time(data[:12]) is None  # truncated inside the strings
+    assert serde.event_time(b"") is None
+    assert serde.event_time(None) is None
+    assert serde.event_time(b"not avro") is None
+    assert serde.event_time(SINGLE_OBJECT_MAGIC + bytes(8) + data[10:]) is None  # unknown fingerprint
+    assert serde.event_time(bytes([CONFLUENT_MAGIC, 0, 0, 0, 7]) + data[10:]) is None  # no registry
+
+
 def test_confluent_framing_matches_confluent_client(registry: SchemaRegistryClient) -> None:
     reading = {
         "plant": "p1", "line": "l1", "machine_id": "m-7", "sensor": "temperature", "unit": "Cel",
