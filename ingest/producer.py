@@ -127,7 +127,8 @@ class GatewayProducer:
             self._throttled += self._bucket.acquire(m.n_values)
         ts = event_time if event_time > 0 else 0
         try:
-            self._produce(self.topic, value, m.key, -1, None, None, ts)  # positional: keywords cost ~0.2 µs
+            # (partition, callback, on_delivery, timestamp) positionally: as keywords ~0.2 µs more a call
+            self._produce(self.topic, value, m.key, -1, None, None, ts)
         except BufferError:
             self._wait_for_room(m.key, value, ts)
         except KafkaException as exc:
@@ -163,9 +164,7 @@ class GatewayProducer:
         try:
             for key, value in pending:
                 try:
-                    produce(
-                        topic, value, key, -1, None, None, ts
-                    )  # partition, callback, on_delivery, timestamp
+                    produce(topic, value, key, -1, None, None, ts)  # positionally, as in send_scan
                 except BufferError:
                     self._wait_for_room(key, value, ts)
         except KafkaException as exc:
