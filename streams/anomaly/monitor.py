@@ -10,8 +10,8 @@ For every reading of a machine (a timestamp and a value per sensor):
    higher of its two);
 3. the machine score is the highest calibrated score (its detector is the event's ``sensor``) or,
    if higher, the range exceedance of a value beyond everything seen so far (>= 0.5); after the
-   first score above ``red`` in a burst, the next ones are capped at ``yellow``;
-4. the :class:`EventGate` turns scores into events (warm-up, hysteresis, cooldown);
+   first score above ``red`` in a burst, the next ones are reported capped at ``yellow``;
+4. the :class:`EventGate` turns the uncapped scores into events (warm-up, hysteresis, cooldown);
 5. the detectors learn the reading unless it is inside an event (weight ``flagged_weight``), so a
    fault is not learnt as normal; windows, ranges, sequences and calibrators always advance. An
    event that outlasts ``max_duration`` is closed and the detectors then learn everything for as
@@ -162,14 +162,17 @@ class MachineMonitor:
         score = scores[source]
         if exceed > score:
             score, source = exceed, exceed_by
+        # the event gate judges the score itself; the reported score marks a burst once (its first
+        # red reading), so a burst that turns red below ENTER and then climbs still opens an event
+        alarm = score
         red = score >= s.red
         if red and self.prev_red:
             score = min(score, s.yellow)
         self.prev_red = red
         if warming:
-            score = 0.0
+            score = alarm = 0.0
 
-        step = self.gate.step(score, ts_ms)
+        step = self.gate.step(alarm, ts_ms)
         event = None
         if step.opened or (self.open_event is not None and not step.closed):  # readings of the event
             for k, v in scores.items():
@@ -182,7 +185,7 @@ class MachineMonitor:
             event = self.open_event = AnomalyEvent(
                 self.machine_id,
                 source,
-                score,
+                alarm,
                 s.enter,
                 int(step.start_ms or ts_ms),
                 None,
@@ -214,7 +217,7 @@ class MachineMonitor:
             self.adapt_left -= 1
             weight = 1.0
         else:
-            weight = s.flagged_weight if (step.is_anomaly or score >= s.enter) else 1.0
+            weight = s.flagged_weight if (step.is_anomaly or alarm >= s.enter) else 1.0
         if weight > 0:
             for name, v in present.items():
                 self.sensors[name].learn_one({"value": v, "ts_ms": ts_ms}, w=weight)
