@@ -189,6 +189,14 @@ class AnomalySettings(BaseSettings):
         le=1,
         description="MILLSTREAM_ANOMALY_EXIT: an open event closes when the score drops below this.",
     )
+    hold: float = Field(
+        3.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_HOLD: an open event also stays open while the sensor that raised "
+        "it reads at least this many spreads from its time-of-day normal, so a lasting fault is one event "
+        "as long as it lasts (up to MAX_DURATION) rather than an event that closes when the calibrated "
+        "score settles; 0 = the score alone closes events.",
+    )
     min_duration: int = Field(
         1,
         ge=1,

@@ -12,6 +12,8 @@ For every reading of a machine (a timestamp and a value per sensor):
    if higher, the range exceedance of a value beyond everything seen so far (>= 0.5); after the
    first score above ``red`` in a burst, the next ones are reported capped at ``yellow``;
 4. the :class:`EventGate` turns the uncapped scores into events (warm-up, hysteresis, cooldown);
+   an open event also stays open while the sensor that raised it reads ``hold`` spreads or more
+   from its time-of-day normal, so it lasts as long as the fault does (up to ``max_duration``);
 5. the detectors learn the reading unless it is inside an event (weight ``flagged_weight``), so a
    fault is not learnt as normal; windows, ranges, sequences and calibrators always advance. An
    event that outlasts ``max_duration`` is closed and the detectors then learn everything for as
@@ -172,7 +174,13 @@ class MachineMonitor:
         if warming:
             score = alarm = 0.0
 
-        step = self.gate.step(alarm, ts_ms)
+        hold = 0.0  # an open event's sensor still far from its normal keeps the event open
+        o = self.open_event
+        if s.hold and o is not None and o.sensor in present and o.sensor in self.sensors:
+            away = self.sensors[o.sensor].residual({"value": present[o.sensor], "ts_ms": ts_ms})
+            if away >= s.hold:
+                hold = s.exit
+        step = self.gate.step(max(alarm, hold), ts_ms)
         event = None
         if step.opened or (self.open_event is not None and not step.closed):  # readings of the event
             for k, v in scores.items():
