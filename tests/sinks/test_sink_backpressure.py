@@ -92,7 +92,10 @@ def test_consumption_pauses_while_clickhouse_fails_or_lags_and_nothing_is_lost(
     produce_to: Any,
     committed_offsets: Any,
 ) -> None:
-    records = make_grid(machines=4, sensors=5, windows=30)  # 600 windows
+    # 800 windows: after the retry pause ends (at most 150 rows behind, maybe none) more than 300 are
+    # still to come, so the slow inserts fall behind by more than the high-water mark whatever the
+    # writer had drained by then (with 600, the backlog pause depended on that race)
+    records = make_grid(machines=4, sensors=5, windows=40)
     enc = Serde().encoder("millstream.WindowAggregate", topics.topic_windows)
     positions = produce_to(kafka, topics.topic_windows, [(r["machine_id"].encode(), enc(r)) for r in records])
     clickhouse = ch_settings.model_copy(
@@ -105,15 +108,17 @@ def test_consumption_pauses_while_clickhouse_fails_or_lags_and_nothing_is_lost(
         }  # fmt: skip
     )
     # Failing first (the retry pause comes before 300 rows are in: the consumer holds at 100 rows until
-    # the first insert has failed), then slower than the consumer.
-    troubled = TroubledClickHouse(ch, fail_for=1.5, slow_s=0.1)
+    # the writer is retrying a failed insert), then slower than the consumer.
+    troubled = TroubledClickHouse(ch, fail_for=1.5, slow_s=0.2)
     recorders: list[RecordingConsumer] = []
 
     def factory(conf: dict[str, Any]) -> RecordingConsumer:
         from confluent_kafka import Consumer
 
         recorders.append(
-            RecordingConsumer(Consumer(conf), hold_after=100, until=lambda: troubled.failures > 0)
+            # the writer's own flag, not the client's failure count: the flag is what the flow control
+            # reads, and it is set a moment after the insert has failed
+            RecordingConsumer(Consumer(conf), hold_after=100, until=lambda: runner.writer.retrying.is_set())
         )
         return recorders[-1]
 
