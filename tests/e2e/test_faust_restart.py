@@ -77,6 +77,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         # Windows 0..28 close while the first worker runs; window 29 and 30 are open at the kill.
         wait_until(lambda: (pipe.check_alive(), pipe.end_offsets(pipe.topics.topic_windows) >= 20)[1],
                    300, "the first worker to emit windows", 0.5)  # fmt: skip
+        # Every reading of the first part processed and its offset committed (so its changelog writes
+        # are out) before the lone reading below, which must land in a changelog batch of its own: on
+        # a loaded machine the worker can still be behind here, and the two would share a batch.
+        wait_until(lambda: pipe.group_lag("millstream-windows", pipe.topics.topic_readings) == 0, 300,
+                   "the first worker to catch up", 0.5)  # fmt: skip
         time.sleep(2.0)
         # The local test broker reports a partition's high watermark as the base offset of its last
         # record batch + 1 (Apache Kafka reports the true one), and Faust recovers a table's changelog
