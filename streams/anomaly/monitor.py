@@ -176,7 +176,7 @@ class MachineMonitor:
 
         hold = 0.0  # an open event's sensor still far from its normal keeps the event open
         o = self.open_event
-        if s.hold and o is not None and o.sensor in present and o.sensor in self.sensors:
+        if s.hold and o is not None and o.sensor in present:  # a present sensor has its detectors
             away = self.sensors[o.sensor].residual({"value": present[o.sensor], "ts_ms": ts_ms})
             if away >= s.hold:
                 hold = s.exit
