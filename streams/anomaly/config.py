@@ -56,6 +56,13 @@ class AnomalySettings(BaseSettings):
         description="MILLSTREAM_ANOMALY_PROFILE_READY: readings a time-of-day bin needs before it is used "
         "(until then the sensor's overall mean and spread are).",
     )
+    profile_interval: float = Field(
+        60.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_PROFILE_INTERVAL: seconds. PROFILE_ALPHA is per reading for readings "
+        "at least this far apart, and per this much event time for faster ones, so a sensor read every "
+        "second keeps a time-of-day normal of hours, not of its last minute (0 = per reading at any pace).",
+    )
     sequence_length: int = Field(
         5,
         ge=0,

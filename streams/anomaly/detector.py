@@ -36,6 +36,7 @@ class SensorDetector(anomaly.base.AnomalyDetector):
         power: float = 2.0,
         clip: float = 0.0,
         ready: int = 3,
+        interval_ms: int = 0,
     ) -> None:
         self.bins = bins
         self.alpha = alpha
@@ -43,7 +44,8 @@ class SensorDetector(anomaly.base.AnomalyDetector):
         self.power = power
         self.clip = clip
         self.ready = ready
-        self.profile = DailyProfile(bins, alpha, clip=clip, ready=ready)
+        self.interval_ms = interval_ms
+        self.profile = DailyProfile(bins, alpha, clip=clip, ready=ready, interval_ms=interval_ms)
 
     def residual(self, x: Mapping[str, float]) -> float:
         """Distance from the time-of-day expectation, in spreads (unbounded)."""
@@ -65,7 +67,7 @@ class SensorDetector(anomaly.base.AnomalyDetector):
     @classmethod
     def from_snapshot(cls, s: Mapping[str, Any]) -> SensorDetector:
         p = DailyProfile.from_snapshot(s["profile"])
-        d = cls(p.bins, p.alpha, float(s["squash"]), float(s["power"]), p.clip, p.ready)
+        d = cls(p.bins, p.alpha, float(s["squash"]), float(s["power"]), p.clip, p.ready, p.interval_ms)
         d.profile = p
         return d
 

@@ -98,8 +98,16 @@ class DailyProfile:
     value is for this time of day, in units of that bin's usual spread. With no daily rhythm the bins
     agree and it is an ordinary robust z-score. Machine telemetry has the same rhythms (shifts,
     ambient temperature, demand). A bin seen fewer than ``ready`` times is judged by the overall
-    mean and spread instead. Updates are Huber-clipped at ``clip`` spreads (0: off). Learning
-    rates are per reading, so the profile's memory in time grows with the sampling interval.
+    mean and spread instead. Updates are Huber-clipped at ``clip`` spreads (0: off).
+
+    Learning rates are per reading for readings at least ``interval_ms`` apart (5-minute or
+    1-minute telemetry: the memory in time grows with the sampling interval). A faster sensor's bin
+    rate is per ``interval_ms`` of time instead: scaled by ``gap / interval_ms``, so a reading a
+    second does not make a bin forget in a minute what took an hour to learn. So small a rate would
+    leave a bin's first value in its mean for a long time, so a fast bin starts as a plain average
+    (its rate is at least ``(1 - gap / interval_ms) / visits``; the overall spread it was seeded
+    with counts as one visit). The overall mean and spread stay per reading. ``interval_ms=0``:
+    per reading whatever the pace.
     """
 
     __slots__ = (
@@ -115,6 +123,8 @@ class DailyProfile:
         "mean_all",
         "mad_all",
         "count",
+        "interval_ms",
+        "last_ts",
     )
 
     def __init__(
@@ -125,6 +135,7 @@ class DailyProfile:
         eps: float = 0.1,
         clip: float = 0.0,
         ready: int = 3,
+        interval_ms: int = 0,
     ) -> None:
         self.bins = bins
         self.alpha = alpha
@@ -132,12 +143,14 @@ class DailyProfile:
         self.eps = eps
         self.clip = clip
         self.ready = ready
+        self.interval_ms = interval_ms
         self.mean = [0.0] * bins
         self.mad = [0.0] * bins
         self.seen = [0] * bins
         self.mean_all = 0.0
         self.mad_all = 0.0
         self.count = 0
+        self.last_ts = 0  # event time of the last reading learnt (for the pace)
 
     def bin(self, ts_ms: int) -> int:
         return int((ts_ms % DAY_MS) * self.bins // DAY_MS)
@@ -157,8 +170,16 @@ class DailyProfile:
         c = clip * scale
         return c if d > c else (-c if d < -c else d)
 
+    def _pace(self, ts_ms: int) -> float:
+        """This reading's share of a reading-paced learning step: ``min(1, gap / interval_ms)``."""
+        if not self.interval_ms or not self.count:
+            return 1.0
+        return min(1.0, max(ts_ms - self.last_ts, 0) / self.interval_ms)
+
     def learn(self, value: float, ts_ms: int, weight: float = 1.0) -> None:
         b = self.bin(ts_ms)
+        pace = self._pace(ts_ms)
+        self.last_ts = ts_ms
         if self.count == 0:
             self.mean_all = value
         else:
@@ -170,7 +191,8 @@ class DailyProfile:
             self.mean[b] = value
             self.mad[b] = self.mad_all
         else:
-            a = self.alpha * weight
+            # pace 1: alpha; a fast reading: alpha * pace, but no less than a plain average's share
+            a = weight * max(self.alpha * pace, (1.0 - pace) / (self.seen[b] + 1))
             d = self._clipped(value - self.mean[b], self.mad[b] + self.eps * self.mad_all, self.clip)
             self.mean[b] += a * d
             self.mad[b] += a * (abs(d) - self.mad[b])
@@ -185,6 +207,8 @@ class DailyProfile:
             "eps": self.eps,
             "clip": self.clip,
             "ready": self.ready,
+            "interval_ms": self.interval_ms,
+            "last_ts": self.last_ts,
             "mean": list(self.mean),
             "mad": list(self.mad),
             "seen": list(self.seen),
@@ -202,7 +226,9 @@ class DailyProfile:
             float(s["eps"]),
             float(s["clip"]),
             int(s["ready"]),
+            int(s.get("interval_ms", 0)),  # snapshots from before the pace was kept: per reading
         )
+        p.last_ts = int(s.get("last_ts", 0))
         p.mean = [float(v) for v in s["mean"]]
         p.mad = [float(v) for v in s["mad"]]
         p.seen = [int(v) for v in s["seen"]]

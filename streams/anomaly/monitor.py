@@ -110,6 +110,7 @@ class MachineMonitor:
             s.profile_power,
             s.profile_clip,
             s.profile_ready,
+            round(s.profile_interval * 1000),
         )
         self.liks[name] = self._likelihood()
         if s.sequence_length:

@@ -131,6 +131,60 @@ def test_daily_profile_learns_the_time_of_day_rhythm() -> None:
     assert p.residual(100.0, day31 + 2 * hour) > 10  # the same reading at 02:00 is not
 
 
+def fed_profile(interval_ms: int, gap_ms: int, values: list[float]) -> DailyProfile:
+    p = DailyProfile(bins=24, alpha=0.02, interval_ms=interval_ms)
+    for i, v in enumerate(values):
+        p.learn(v, 36_000_000 + i * gap_ms)  # from 10:00
+    return p
+
+
+def test_daily_profile_at_a_reading_a_minute_or_slower_learns_per_reading() -> None:
+    """The pace only matters for fast sensors: minute and 5-minute telemetry learn as before."""
+    rng = random.Random(3)
+    values = [50 + rng.gauss(0, 2) + (8 if 800 <= i < 900 else 0) for i in range(3000)]
+    for gap in (60_000, 300_000, 3_600_000):
+        paced, per_reading = fed_profile(60_000, gap, values), fed_profile(0, gap, values)
+        assert (paced.mean, paced.mad, paced.mean_all, paced.mad_all) == (
+            per_reading.mean,
+            per_reading.mad,
+            per_reading.mean_all,
+            per_reading.mad_all,
+        )
+
+
+def test_daily_profile_at_a_reading_a_second_keeps_an_hour_of_normal() -> None:
+    """At 1 Hz a per-reading rate of 0.02 would make a bin forget its normal in about a minute: a
+    lasting shift would be "normal" two minutes in. Paced per minute, the bin still knows."""
+    rng = random.Random(4)
+    normal = [50 + rng.gauss(0, 2) for _ in range(3000)]  # 50 minutes at a reading a second
+    shifted = [58 + rng.gauss(0, 2) for _ in range(120)]  # then two minutes 4 standard deviations up
+    paced, per_reading = fed_profile(60_000, 1000, normal + shifted), fed_profile(0, 1000, normal + shifted)
+    ts = 36_000_000 + 3120 * 1000
+    assert paced.residual(58.0, ts) > 3.0  # still well outside the time-of-day normal
+    assert per_reading.residual(58.0, ts) < 1.0  # learnt as normal
+    # a fast bin starts as a plain average, not at its first reading
+    normal = normal[:600]
+    fresh = fed_profile(60_000, 1000, normal)
+    assert fresh.mean[10] == pytest.approx(sum(normal) / len(normal), abs=0.05)
+    assert fed_profile(0, 1000, [80.0] + normal).mean[10] < 52  # per reading: forgets it
+    assert fed_profile(60_000, 1000, [80.0] + normal).mean[10] == pytest.approx(
+        (80 + sum(normal)) / 601, abs=0.05
+    )
+
+
+def test_daily_profile_snapshot_keeps_the_pace() -> None:
+    p = fed_profile(60_000, 1000, [float(i % 7) for i in range(500)])
+    q = DailyProfile.from_snapshot(json.loads(json.dumps(p.snapshot())))
+    for i in range(500, 700):
+        v, ts = float(i % 5), 36_000_000 + i * 1000
+        assert q.residual(v, ts) == p.residual(v, ts)
+        p.learn(v, ts)
+        q.learn(v, ts)
+    old = p.snapshot()
+    del old["interval_ms"], old["last_ts"]  # written before the pace was kept
+    assert DailyProfile.from_snapshot(old).interval_ms == 0  # restored as it was: per reading
+
+
 def test_likelihood_is_the_normal_tail_of_the_averaged_raw_score() -> None:
     rng = np.random.default_rng(1)
     raws = rng.uniform(0.2, 0.4, 400)
