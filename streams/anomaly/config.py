@@ -105,6 +105,20 @@ class AnomalySettings(BaseSettings):
         "this many readings before (a new regime alerts once).",
     )
     # ---- multivariate detector (half-space trees over the machine's window features)
+    relation_alpha: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_RELATION_ALPHA: learning rate of the relation detector, which "
+        "judges each sensor against what the machine's other sensors predict (0 = off).",
+    )
+    relation_min_r2: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="MILLSTREAM_ANOMALY_RELATION_MIN_R2: a sensor is judged by the relation detector only if "
+        "the other sensors explain at least this share of its variance.",
+    )
     hst_trees: int = Field(10, ge=1, description="MILLSTREAM_ANOMALY_HST_TREES: number of half-space trees.")
     hst_height: int = Field(8, ge=1, le=14, description="MILLSTREAM_ANOMALY_HST_HEIGHT: height of each tree.")
     hst_window: int = Field(
@@ -200,7 +214,8 @@ class AnomalySettings(BaseSettings):
         3.0,
         ge=0,
         description="MILLSTREAM_ANOMALY_HOLD: an open event also stays open while the sensor that raised "
-        "it reads at least this many spreads from its time-of-day normal, so a lasting fault is one event "
+        "it reads at least this many spreads from its time-of-day normal (or standard deviations from what "
+        "the relation detector expects from the other sensors), so a lasting fault is one event "
         "as long as it lasts (up to MAX_DURATION) rather than an event that closes when the calibrated "
         "score settles; 0 = the score alone closes events.",
     )

@@ -18,6 +18,8 @@ from array import array
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from river import anomaly
 
 from streams.anomaly.exceptions import SnapshotError
@@ -359,3 +361,149 @@ class TransitionDetector(anomaly.base.AnomalyDetector):
 
     def nbytes(self) -> int:
         return sum(n * n for n in self.grids) // 8 + 8 * len(self.grids)
+
+
+class RelationDetector(anomaly.base.AnomalyDetector):
+    """Multivariate detector: how far each sensor is from what the machine's other sensors predict.
+
+    ``x`` maps each of the machine's sensors (``names``, fixed at creation) to its deviation from
+    its time-of-day normal. The detector keeps their mean and covariance (exponentially weighted at
+    ``alpha``, starting as plain averages) and, from its inverse ``P``, the leave-one-out regression
+    of every sensor on all the others at once: sensor ``j``'s residual in standard deviations is
+    ``(P (x - mean))_j / sqrt(P_jj)`` (a Gaussian conditional; ``ridge`` of each variance is added to
+    the diagonal so that collinear sensors stay invertible). The raw score of a sensor is that
+    residual squashed like :class:`SensorDetector`'s, and it is given only for a sensor the others
+    explain: at least ``min_r2`` of its variance (``R² = 1 - 1 / (P_jj C_jj)``). On a pump, flow,
+    pressure and motor current follow the speed together; motor current up while flow and pressure
+    are unchanged is a broken relation, though each value is within its usual swing. Sensors that
+    move independently (most plant telemetry) are left to the other detectors. ``P`` is refreshed
+    every ``every`` readings learnt. Memory: two ``d x d`` matrices and a vector of ``d`` floats.
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        alpha: float = 0.001,
+        min_r2: float = 0.3,
+        ridge: float = 0.01,
+        every: int = 10,
+        squash: float = 5.0,
+        power: float = 2.0,
+    ) -> None:
+        if len(names) < 2:
+            msg = f"a relation detector needs at least two sensors (got {names})"
+            raise ValueError(msg)
+        self.names = list(names)
+        self.alpha = alpha
+        self.min_r2 = min_r2
+        self.ridge = ridge
+        self.every = every
+        self.squash = squash
+        self.power = power
+        d = len(self.names)
+        self.mean = np.zeros(d)
+        self.cov = np.zeros((d, d))
+        self.prec: npt.NDArray[np.float64] | None = None  # P, the inverse of the (ridged) covariance
+        self.count = 0  # readings learnt
+        self.since = 0  # readings learnt since P was computed
+
+    def vector(self, x: Mapping[str, float]) -> npt.NDArray[np.float64] | None:
+        """The reading as a vector in ``names`` order; None if a sensor is missing."""
+        try:
+            return np.array([x[k] for k in self.names], dtype=float)
+        except KeyError:
+            return None
+
+    @property
+    def ready(self) -> bool:
+        return self.prec is not None and self.count >= 2 * len(self.names) + 10
+
+    def residuals(self, x: Mapping[str, float]) -> dict[str, float]:
+        """|residual| in standard deviations per explained sensor (0 for the others); empty until
+        ready or if a sensor is missing."""
+        v = self.vector(x)
+        if v is None or not self.ready:
+            return {}
+        assert self.prec is not None
+        diag = np.diag(self.prec)
+        z = np.abs(self.prec @ (v - self.mean)) / np.sqrt(diag)
+        explained = 1.0 - 1.0 / np.maximum(diag * np.diag(self.cov), 1.0)
+        z = np.where(explained >= self.min_r2, z, 0.0)
+        return {k: float(r) for k, r in zip(self.names, z, strict=True)}
+
+    def squash_residual(self, z: float) -> float:
+        q = float((z / self.squash) ** self.power)
+        return q / (q + 1.0)
+
+    def raw_scores(self, x: Mapping[str, float]) -> dict[str, float]:
+        """Raw score per explained sensor, squashed like :class:`SensorDetector`'s (0 for the others)."""
+        return {k: self.squash_residual(z) for k, z in self.residuals(x).items()}
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return max(self.raw_scores(x).values(), default=0.0)
+
+    def learn_one(self, x: Mapping[str, float], w: float = 1.0) -> None:
+        v = self.vector(x)
+        if v is None or w <= 0:
+            return
+        self.count += 1
+        a = w * max(self.alpha, 1.0 / self.count)
+        d = v - self.mean
+        self.mean += a * d
+        self.cov = (1.0 - a) * (self.cov + a * np.outer(d, d))
+        self.since += 1
+        if self.prec is None or self.since >= self.every:
+            self.since = 0
+            self._invert()
+
+    def _invert(self) -> None:
+        c = self.cov + np.diag(self.ridge * np.diag(self.cov) + 1e-12)
+        try:
+            self.prec = np.linalg.inv(c)
+        except np.linalg.LinAlgError:  # pragma: no cover - the ridge keeps c positive definite
+            self.prec = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "alpha": self.alpha,
+            "min_r2": self.min_r2,
+            "ridge": self.ridge,
+            "every": self.every,
+            "squash": self.squash,
+            "power": self.power,
+            "mean": [float(v) for v in self.mean],
+            "cov": [[float(v) for v in row] for row in self.cov],
+            "count": self.count,
+            "since": self.since,
+            # P was computed from the covariance of its last refresh, not today's: stored as it is
+            "prec": None if self.prec is None else [[float(v) for v in row] for row in self.prec],
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: Mapping[str, Any]) -> RelationDetector:
+        d = cls(
+            [str(k) for k in s["names"]],
+            float(s["alpha"]),
+            float(s["min_r2"]),
+            float(s["ridge"]),
+            int(s["every"]),
+            float(s["squash"]),
+            float(s["power"]),
+        )
+        n = len(d.names)
+        d.mean = np.array(s["mean"], dtype=float)
+        d.cov = np.array(s["cov"], dtype=float)
+        if d.mean.shape != (n,) or d.cov.shape != (n, n):
+            msg = "relation detector snapshot has the wrong shape"
+            raise SnapshotError(msg)
+        d.count, d.since = int(s["count"]), int(s["since"])
+        if s["prec"] is not None:
+            d.prec = np.array(s["prec"], dtype=float)
+            if d.prec.shape != (n, n):
+                msg = "relation detector snapshot has the wrong shape"
+                raise SnapshotError(msg)
+        return d
+
+    def nbytes(self) -> int:
+        return int(self.mean.nbytes + self.cov.nbytes + (self.prec.nbytes if self.prec is not None else 0))

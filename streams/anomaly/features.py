@@ -155,6 +155,11 @@ class DailyProfile:
     def bin(self, ts_ms: int) -> int:
         return int((ts_ms % DAY_MS) * self.bins // DAY_MS)
 
+    def expected(self, ts_ms: int) -> float:
+        """The value this profile expects at this time of day (the overall mean for a young bin)."""
+        b = self.bin(ts_ms)
+        return self.mean[b] if self.seen[b] >= self.ready else self.mean_all
+
     def residual(self, value: float, ts_ms: int) -> float:
         if self.count < 2:
             return 0.0

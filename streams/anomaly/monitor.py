@@ -5,15 +5,17 @@ For every reading of a machine (a timestamp and a value per sensor):
 1. each sensor's window features and range are computed (pure: nothing is updated yet);
 2. per sensor, :class:`SensorDetector` scores the value against its time-of-day profile and
    :class:`SequenceDetector` scores how rare the recent quantised sequence is; per machine,
-   :class:`MachineDetector` (half-space trees) scores the joint window features of all sensors;
-   each raw score is calibrated by its own :class:`Likelihood` into [0, 1] (a sensor's score is the
-   higher of its two);
+   :class:`MachineDetector` (half-space trees) scores the joint window features of all sensors and
+   :class:`RelationDetector` how far each sensor's deviation from its time-of-day normal is from
+   what the other sensors' deviations predict; each raw score is calibrated by its own
+   :class:`Likelihood` into [0, 1] (a sensor's score is the highest of its detectors');
 3. the machine score is the highest calibrated score (its detector is the event's ``sensor``) or,
    if higher, the range exceedance of a value beyond everything seen so far (>= 0.5); after the
    first score above ``red`` in a burst, the next ones are reported capped at ``yellow``;
 4. the :class:`EventGate` turns the uncapped scores into events (warm-up, hysteresis, cooldown);
    an open event also stays open while the sensor that raised it reads ``hold`` spreads or more
-   from its time-of-day normal, so it lasts as long as the fault does (up to ``max_duration``);
+   from its time-of-day normal (or ``hold`` standard deviations from what the other sensors
+   predict), so it lasts as long as the fault does (up to ``max_duration``);
 5. the detectors learn the reading unless it is inside an event (weight ``flagged_weight``), so a
    fault is not learnt as normal; windows, ranges, sequences and calibrators always advance. An
    event that outlasts ``max_duration`` is closed and the detectors then learn everything for as
@@ -32,7 +34,13 @@ from typing import Any
 
 from streams.anomaly.calibrate import Likelihood, range_exceedance
 from streams.anomaly.config import AnomalySettings
-from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector, TransitionDetector
+from streams.anomaly.detector import (
+    MachineDetector,
+    RelationDetector,
+    SensorDetector,
+    SequenceDetector,
+    TransitionDetector,
+)
 from streams.anomaly.events import MACHINE, AnomalyEvent
 from streams.anomaly.exceptions import SnapshotError
 from streams.anomaly.features import SensorWindow
@@ -87,6 +95,8 @@ class MachineMonitor:
         self.first_ms: int | None = None  # event time of the first scored reading (time-based warm-up)
         self.runs: dict[str, list[float]] = {}  # flatline: sensor -> [last value, run, longest normal run]
         self._ignored = s.ignored
+        self.relation: RelationDetector | None = None  # created at the 2nd reading or later with 2+ sensors
+        self.rel_liks: dict[str, Likelihood] = {}
 
     def _likelihood(self) -> Likelihood:
         s = self.settings
@@ -154,6 +164,13 @@ class MachineMonitor:
                 scores[name] = max(scores[name], self.transitions[name].score_one({"value": v}))
             if s.flatline:
                 scores[name] = max(scores[name], self._flatline(name, v, warming))
+        deviations = self._deviations(present, ts_ms)
+        related: dict[str, float] = {}  # residual from what the other sensors predict, per sensor
+        if self.relation is not None and deviations:
+            related = self.relation.residuals(deviations)
+            for name, z in related.items():
+                raw = self.relation.squash_residual(z)
+                scores[name] = max(scores[name], self.rel_liks[name].step(raw))
         x: dict[str, float] = {}
         for feats in self.last_features.values():
             x.update(feats)
@@ -179,7 +196,7 @@ class MachineMonitor:
         o = self.open_event
         if s.hold and o is not None and o.sensor in present:  # a present sensor has its detectors
             away = self.sensors[o.sensor].residual({"value": present[o.sensor], "ts_ms": ts_ms})
-            if away >= s.hold:
+            if max(away, related.get(o.sensor, 0.0)) >= s.hold:
                 hold = s.exit
         step = self.gate.step(max(alarm, hold), ts_ms)
         event = None
@@ -230,6 +247,8 @@ class MachineMonitor:
         if weight > 0:
             for name, v in present.items():
                 self.sensors[name].learn_one({"value": v, "ts_ms": ts_ms}, w=weight)
+            if self.relation is not None and deviations:
+                self.relation.learn_one(deviations, w=weight)
             self.credit += weight
             if x and self.credit >= 1.0:
                 self.credit -= 1.0
@@ -241,6 +260,22 @@ class MachineMonitor:
             if name in self.transitions:  # novelty happens once: always remembered
                 self.transitions[name].learn_one({"value": v})
         return Scored(ts_ms, score, step.is_anomaly, source, scores, event)
+
+    def _deviations(self, present: Mapping[str, float], ts_ms: int) -> dict[str, float]:
+        """Each sensor's deviation from its time-of-day normal, for the relation detector ({} if it is
+        off or a sensor is missing). The detector is created at the second reading with 2+ sensors."""
+        s = self.settings
+        if not s.relation_alpha:
+            return {}
+        if self.relation is None:
+            if len(present) < 2 or self.count < 2:
+                return {}
+            names = sorted(present)
+            self.relation = RelationDetector(names, s.relation_alpha, s.relation_min_r2)
+            self.rel_liks = {k: self._likelihood() for k in names}
+        if any(k not in present for k in self.relation.names):
+            return {}
+        return {k: present[k] - self.sensors[k].profile.expected(ts_ms) for k in self.relation.names}
 
     def _idle(self, state: float | None) -> bool:
         """The machine is stopped, or its state is unknown (reading missing) on a machine that has one."""
@@ -292,6 +327,8 @@ class MachineMonitor:
             "sequences": {k: d.snapshot() for k, d in self.sequences.items()},
             "seq_liks": {k: c.snapshot() for k, c in self.seq_liks.items()},
             "transitions": {k: d.snapshot() for k, d in self.transitions.items()},
+            "relation": None if self.relation is None else self.relation.snapshot(),
+            "rel_liks": {k: c.snapshot() for k, c in self.rel_liks.items()},
             "last_features": self.last_features,
             "machine": self.machine.snapshot(),
             "machine_lik": self.machine_lik.snapshot(),
@@ -331,6 +368,10 @@ class MachineMonitor:
                 m.transitions = {
                     k: m._transition_detector() for k in m.windows if m.settings.transition_min_levels
                 }
+            # snapshots of earlier releases have no relation detector: it starts afresh
+            rel = state.get("relation")
+            m.relation = None if rel is None else RelationDetector.from_snapshot(rel)
+            m.rel_liks = {k: Likelihood.from_snapshot(v) for k, v in state.get("rel_liks", {}).items()}
             m.last_features = {
                 k: {f: float(x) for f, x in v.items()} for k, v in state["last_features"].items()
             }

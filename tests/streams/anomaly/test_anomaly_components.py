@@ -14,7 +14,13 @@ from river import anomaly
 from scipy import stats
 
 from streams.anomaly.calibrate import Likelihood, range_exceedance
-from streams.anomaly.detector import MachineDetector, SensorDetector, SequenceDetector, TransitionDetector
+from streams.anomaly.detector import (
+    MachineDetector,
+    RelationDetector,
+    SensorDetector,
+    SequenceDetector,
+    TransitionDetector,
+)
 from streams.anomaly.features import DailyProfile, SensorWindow
 from streams.anomaly.hst import CompactHalfSpaceTrees
 from streams.anomaly.threshold import EventGate
@@ -72,12 +78,34 @@ def sensor_stream(n: int = 800) -> list[dict[str, float]]:
     ]
 
 
+def related_stream(n: int = 800) -> list[dict[str, float]]:
+    """Three sensors driven by one speed (as flow, pressure and current on a pump) and one apart."""
+    rng = random.Random(6)
+    out = []
+    for _ in range(n):
+        speed = 1 + rng.gauss(0, 0.05)
+        out.append(
+            {
+                "flow": 32 * speed + rng.gauss(0, 0.2),
+                "pressure": 0.3 * speed**2 + rng.gauss(0, 0.005),
+                "current": 2 * speed + rng.gauss(0, 0.02),
+                "voltage": 230 + rng.gauss(0, 0.6),
+            }
+        )
+    return out
+
+
 DETECTORS: dict[str, tuple[Any, Any, Any]] = {
     "sensor": (lambda: SensorDetector(), SensorDetector.from_snapshot, sensor_stream),
     "sequence": (lambda: SequenceDetector(), SequenceDetector.from_snapshot, sensor_stream),
     "transition": (lambda: TransitionDetector(), TransitionDetector.from_snapshot, sensor_stream),
     "machine-compact": (lambda: MachineDetector(backend="compact"), MachineDetector.from_snapshot, stream),
     "machine-river": (lambda: MachineDetector(backend="river"), MachineDetector.from_snapshot, stream),
+    "relation": (
+        lambda: RelationDetector(["current", "flow", "pressure", "voltage"]),
+        RelationDetector.from_snapshot,
+        related_stream,
+    ),
 }
 
 
@@ -86,7 +114,7 @@ def test_detector_contract(name: str) -> None:
     """river protocol, pure score_one, clone, JSON snapshot/restore, determinism (cf. river's
     test_estimators)."""
     make, restore, data = DETECTORS[name]
-    xs = data() if data is sensor_stream else data(0)
+    xs = data() if data in (sensor_stream, related_stream) else data(0)
     det: Any = make()
     assert issubclass(type(det), anomaly.base.AnomalyDetector)
     head, tail = xs[: len(xs) // 2], xs[len(xs) // 2 :]

@@ -105,6 +105,22 @@ def test_restore_on_a_nab_file(tmp_path: Path, shared_dir: Path) -> None:
     assert theirs == continue_here(monitor, readings[2500:])
 
 
+def test_restore_continues_the_relation_detector_exactly(tmp_path: Path) -> None:
+    """A reading a second, flow/pressure/current tied by the pump's speed; the snapshot is taken inside
+    a current shift that only the relation detector sees (its covariance and inverse travel exactly)."""
+    from tests.streams.anomaly.test_relation import T0, pump
+
+    readings: list[Any] = [[T0 + 1000 * i, x] for i, x in enumerate(pump(900, 7, shift_from=600, shift=0.1))]
+    monitor = MachineMonitor("rig")
+    for ts, values in readings[:620]:
+        monitor.update(ts, values)
+    assert monitor.open_event is not None and monitor.open_event.sensor == "current"
+    assert monitor.relation is not None and monitor.relation.since > 0  # between two refreshes of P
+    rest = readings[620:]
+    theirs = continue_in_new_process(tmp_path, state.dumps(monitor), rest)
+    assert theirs == continue_here(monitor, rest)
+
+
 def test_corrupt_or_foreign_snapshots_are_refused() -> None:
     monitor = MachineMonitor("m")
     for ts, values in pump_readings(300):
