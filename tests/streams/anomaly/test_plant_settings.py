@@ -25,7 +25,9 @@ def _series(n: int, seed: int = 3) -> list[dict[str, float]]:
 
 def test_defaults_leave_the_new_settings_off() -> None:
     s = AnomalySettings()
-    assert (s.warmup_hours, s.ignore_sensors, s.idle_sensor, s.flatline) == (0.0, "", "", 0)
+    # the 6-minute time warm-up only outlasts WARMUP's 150 readings for readings under 2.4 s apart
+    assert s.warmup * 2.4 == pytest.approx(s.warmup_hours * 3600)
+    assert (s.ignore_sensors, s.idle_sensor, s.flatline) == ("", "", 0)
     assert s.transition_min_levels == 0  # the transition detector is opt-in
     assert not MachineMonitor("m", s).transitions
     assert AnomalySettings(ignore_sensors=" energy, part_count ,").ignored == {"energy", "part_count"}
