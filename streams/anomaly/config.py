@@ -240,8 +240,16 @@ class AnomalySettings(BaseSettings):
     max_duration: int = Field(
         500,
         ge=1,
-        description="MILLSTREAM_ANOMALY_MAX_DURATION: an event open this long is closed and the models "
-        "learn the new behaviour (a lasting change becomes the new normal).",
+        description="MILLSTREAM_ANOMALY_MAX_DURATION: an event open this many readings (and at least "
+        "MAX_DURATION_HOURS) is closed and the models learn the new behaviour (a lasting change becomes "
+        "the new normal).",
+    )
+    max_duration_hours: float = Field(
+        1.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_MAX_DURATION_HOURS: an event is not closed by MAX_DURATION before "
+        "it has lasted this much event time (1: a sensor read every second does not make a fault the new "
+        "normal after 8 minutes; 500 readings a minute or more apart already last longer).",
     )
     flagged_weight: float = Field(
         0.0,

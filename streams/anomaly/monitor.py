@@ -84,7 +84,14 @@ class MachineMonitor:
         self.machine = MachineDetector(s.hst_trees, s.hst_height, s.hst_window, s.seed, s.hst_backend)
         self.machine_lik = self._likelihood()
         self.gate = EventGate(
-            s.enter, s.exit, s.min_duration, s.cooldown, s.max_duration, s.warmup, s.exit_duration
+            s.enter,
+            s.exit,
+            s.min_duration,
+            s.cooldown,
+            s.max_duration,
+            s.warmup,
+            s.exit_duration,
+            round(s.max_duration_hours * 3_600_000),
         )
         self.count = 0
         self.prev_red = False

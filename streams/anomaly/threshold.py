@@ -1,7 +1,8 @@
 """From calibrated scores to anomaly events: warm-up, hysteresis, minimum duration, cooldown.
 
 States: ``idle`` -> (``min_duration`` readings >= ``enter``) -> ``active`` -> (``exit_duration``
-readings in a row < ``exit``, or ``max_duration`` readings) -> ``cooldown`` (``cooldown`` readings, no
+readings in a row < ``exit``, or ``max_duration`` readings that also span ``max_duration_ms`` of
+event time) -> ``cooldown`` (``cooldown`` readings, no
 new event) -> ``idle``.
 One incident gives one event, however long it lasts, so alerts do not storm.
 """
@@ -31,6 +32,7 @@ class EventGate:
         "exit_duration",
         "cooldown",
         "max_duration",
+        "max_duration_ms",
         "warmup",
         "seen",
         "state",
@@ -52,6 +54,7 @@ class EventGate:
         max_duration: int = 500,
         warmup: int = 0,
         exit_duration: int = 1,
+        max_duration_ms: int = 0,
     ) -> None:
         self.enter = enter
         self.exit = exit
@@ -59,6 +62,7 @@ class EventGate:
         self.exit_duration = exit_duration
         self.cooldown = cooldown
         self.max_duration = max_duration
+        self.max_duration_ms = max_duration_ms
         self.warmup = warmup
         self.seen = 0
         self.state = "idle"
@@ -78,7 +82,8 @@ class EventGate:
     def step(self, score: float, ts_ms: int) -> GateStep:
         self.seen += 1
         if self.state == "active":
-            if self.length >= self.max_duration:
+            lasted_ms = ts_ms - (ts_ms if self.start_ms is None else self.start_ms)
+            if self.length >= self.max_duration and lasted_ms >= self.max_duration_ms:
                 return self._close(True)
             self.below = self.below + 1 if score < self.exit else 0
             if self.below >= self.exit_duration:
@@ -121,5 +126,6 @@ class EventGate:
     def from_snapshot(cls, s: Mapping[str, Any]) -> EventGate:
         g = cls()
         for k in cls.__slots__:
-            setattr(g, k, s[k])
+            if k in s or k != "max_duration_ms":  # snapshots from before it have none: 0, as they ran
+                setattr(g, k, s[k])
         return g

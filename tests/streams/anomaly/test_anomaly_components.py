@@ -272,6 +272,18 @@ def test_gate_max_duration_closes_a_lasting_event() -> None:
     assert flags[:6] == [1, 1, 1, 1, 1, 0]
 
 
+def test_gate_max_duration_also_waits_for_its_event_time() -> None:
+    """Readings a second apart: 5 readings are 4 s, so a 10-second minimum keeps the event open to the
+    11th reading. Readings a minute apart already span it: the count alone decides, as before."""
+    for gap_ms, closes in ((1000, [10, 21]), (60_000, [5, 11, 17])):
+        g = EventGate(enter=0.5, exit=0.3, min_duration=1, cooldown=0, max_duration=5, max_duration_ms=10_000)
+        closed = [i for i in range(22) if g.step(0.9, i * gap_ms).closed]
+        assert closed == closes, gap_ms
+    old = EventGate(max_duration=5, max_duration_ms=10_000).snapshot()
+    del old["max_duration_ms"]  # written before the minimum existed
+    assert EventGate.from_snapshot(old).max_duration_ms == 0
+
+
 def test_sequence_detector_flags_a_new_pattern_inside_the_usual_range() -> None:
     det = SequenceDetector(levels=8, length=4, table_size=1024)
     saw = [float(i % 8) for i in range(400)]  # a sawtooth 0..7
