@@ -79,6 +79,8 @@ def _replay(
     env["MILLSTREAM_STREAM_OUT_OF_ORDERNESS_MS"] = str(OOO_MS)
     env["MILLSTREAM_STREAM_ALLOWED_LATENESS_MS"] = "1000"
     env["MILLSTREAM_TOPIC_PARTITIONS"] = "3"
+    # 60 s of event time: without this, the default 6-minute warm-up would leave nothing to compare
+    env["MILLSTREAM_ANOMALY_WARMUP_HOURS"] = "0"
     if bootstrap:
         env["MILLSTREAM_KAFKA_BOOTSTRAP"] = bootstrap
     cmd = [sys.executable, "-m", "infra.cli", "replay", "--engine", engine, "--input", str(csv_path),
