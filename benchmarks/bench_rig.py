@@ -24,7 +24,11 @@ pressure dips); rotor imbalance (vibration x1.1); a leak (pressure falls and cur
 bearing heat (temperature rises 0.01 K/s faster); a motor fault (current +0.08 A, flow and
 pressure unchanged); a stuck flow sensor. A second set repeats the fault kinds in runs of 1,800
 readings whose fault lasts from its start to the end (``long_faults``: is a fault still flagged
-after many minutes?). Writes ``benchmarks/results/rig.json``.
+after many minutes?). A third set (``coarse_logger``) repeats the first as a coarse logger would
+write it: pressure in steps of 0.33 bar with a reading noise spanning several steps, flow in whole
+units, current and voltage noisier; it runs with the defaults and with ``range_steps=0`` (a range
+exceedance measured from the range itself, as before the sensor's resolution was taken into
+account). Writes ``benchmarks/results/rig.json``.
 """
 
 from __future__ import annotations
@@ -123,6 +127,18 @@ def experiment(
     return values, label
 
 
+def coarse(values: npt.NDArray[Any], seed: int) -> npt.NDArray[Any]:
+    """The readings as a coarse, noisy logger writes them (the ``coarse_logger`` set)."""
+    rng = np.random.default_rng(seed + 4242)
+    v = values.copy()
+    n = len(v)
+    v[:, 3] = np.round((v[:, 3] + rng.normal(0, 0.25, n)) / 0.3279) * 0.3279  # pressure: 0.33-bar steps
+    v[:, 7] = np.round(v[:, 7])  # flow: whole units
+    v[:, 2] += rng.normal(0, 0.25, n)  # current
+    v[:, 6] += rng.normal(0, 8, n)  # voltage
+    return v
+
+
 def write_csv(path: Path, values: npt.NDArray[Any]) -> None:
     """Semicolon-separated, as rig loggers often write (``detect`` sniffs the delimiter)."""
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -180,7 +196,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_set(
-    seeds: int, rows: int, long: bool, settings: AnomalySettings
+    seeds: int, rows: int, long: bool, settings: AnomalySettings, logger: bool = False
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
     """Every fault kind ``seeds`` times through ``detect_file`` and the T² baseline: judged runs per kind."""
     ours: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
@@ -191,6 +207,8 @@ def run_set(
                 continue
             for seed in range(seeds):
                 values, label = experiment(kind, 100 * ki + seed, rows, long)
+                if logger:
+                    values = coarse(values, 100 * ki + seed)
                 src, out = Path(tmp) / f"{kind}_{seed}.csv", Path(tmp) / f"{kind}_{seed}.out.csv"
                 write_csv(src, values)
                 detect_file(src, out, "datetime", settings=settings)
@@ -209,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     ours, base = run_set(args.seeds, ROWS, False, settings)
     ours_long, base_long = run_set(args.seeds, LONG_ROWS, True, settings)
+    ours_coarse, base_coarse = run_set(args.seeds, ROWS, False, settings, logger=True)
+    steps_off = settings.model_copy(update={"range_steps": 0.0})
+    ours_coarse_off, _ = run_set(args.seeds, ROWS, False, steps_off, logger=True)
     faults = [k for k in KINDS if k != "none"]
     result = {
         "benchmark": "rig",
@@ -233,6 +254,17 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_hotelling_t2_fitted_on_first_400": summarise([r for k in KINDS for r in base_long[k]]),
             "millstream_by_kind": {k: summarise(ours_long[k]) for k in faults},
         },
+        "coarse_logger": {
+            "note": "the first set as a coarse logger writes it: pressure in 0.33-bar steps with a reading "
+            "noise spanning several, flow in whole units, current and voltage noisier",
+            "millstream": summarise([r for k in KINDS for r in ours_coarse[k]]),
+            "millstream_range_steps_0": summarise([r for k in KINDS for r in ours_coarse_off[k]]),
+            "baseline_hotelling_t2_fitted_on_first_400": summarise(
+                [r for k in KINDS for r in base_coarse[k]]
+            ),
+            "millstream_by_kind": {k: summarise(ours_coarse[k]) for k in KINDS},
+            "millstream_range_steps_0_by_kind": {k: summarise(ours_coarse_off[k]) for k in KINDS},
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -249,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"long faults: millstream {la['faults_found']}/{len(faults) * args.seeds}, recall {la['recall']}, "
         f"F1 {la['f1']}; Hotelling T2 recall {lb['recall']}, F1 {lb['f1']}"
+    )
+    c, c0 = result["coarse_logger"]["millstream"], result["coarse_logger"]["millstream_range_steps_0"]
+    print(
+        f"coarse logger: millstream {c['faults_found']}/{result['faults']}, "
+        f"{c['false_events']} false events, F1 {c['f1']}; with range_steps=0: {c0['faults_found']}, "
+        f"{c0['false_events']} false events, F1 {c0['f1']}"
     )
     return 0
 

@@ -117,16 +117,22 @@ class Likelihood:
         return c
 
 
-def range_exceedance(value: float, lo: float, hi: float, tolerance: float) -> float:
-    """0 inside ``[lo - tol*span, hi + tol*span]``; outside, 0.5 growing to 1 with the excess."""
+def range_exceedance(value: float, lo: float, hi: float, tolerance: float, step: float = 0.0) -> float:
+    """0 inside ``[lo - tol*span, hi + tol*span]``; outside, 0.5 growing to 1 with the excess.
+
+    ``step``: the sensor's resolution. The excess counts only beyond one step: for a sensor that reads
+    in coarse steps, a value one step past the range is the smallest move it can make (a new record
+    of its noise), not a jump."""
     span = hi - lo
     if span <= 0:
         return 0.0
     margin = tolerance * span
     if value > hi + margin:
-        excess = value - hi
+        excess = value - hi - step
     elif value < lo - margin:
-        excess = lo - value
+        excess = lo - value - step
     else:
+        return 0.0
+    if excess <= margin:
         return 0.0
     return min(1.0, 0.5 + 0.5 * excess / span)

@@ -156,6 +156,13 @@ class AnomalySettings(BaseSettings):
         description="MILLSTREAM_ANOMALY_RANGE_TOLERANCE: a value beyond the range seen so far by more "
         "than this fraction of it scores at least 0.5.",
     )
+    range_steps: float = Field(
+        1.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_RANGE_STEPS: the excess beyond the range counts only past this "
+        "many of the sensor's resolution (its smallest change between readings): a coarsely quantised "
+        "sensor one step past its range has made its smallest possible move. 0: off.",
+    )
     red: float = Field(
         0.5,
         gt=0,

@@ -14,14 +14,16 @@ DAY_MS = 86_400_000
 
 
 class SensorWindow:
-    """Last ``size`` values of a sensor and the range [lo, hi] of every value seen.
+    """Last ``size`` values of a sensor, the range [lo, hi] of every value seen and its resolution.
 
     ``features(value)`` returns the window features *as if* ``value`` had been appended (pure);
     ``push(value)`` appends it. Features are ``segments`` means over the last ``size`` values,
     oldest first, scaled into [0, 1] by the range (including ``value``), as half-space trees expect.
+    ``step`` is the smallest non-zero change between consecutive readings seen: the quantum of a
+    coarsely quantised sensor (a flow logged in whole litres), negligible for a continuous one.
     """
 
-    __slots__ = ("size", "segments", "long", "buf", "pos", "count", "lo", "hi", "cap")
+    __slots__ = ("size", "segments", "long", "buf", "pos", "count", "lo", "hi", "cap", "step")
 
     def __init__(self, size: int = 8, segments: int = 4, long: int = 0) -> None:
         if size % segments or long % segments:
@@ -36,6 +38,7 @@ class SensorWindow:
         self.count = 0
         self.lo = 0.0
         self.hi = 0.0
+        self.step = 0.0
 
     def values(self, value: float, size: int) -> list[float]:
         """The last ``size`` values ending with ``value``, oldest first (start padded with the first)."""
@@ -62,6 +65,10 @@ class SensorWindow:
         return feats
 
     def push(self, value: float) -> None:
+        if self.count:
+            d = abs(value - self.buf[(self.pos - 1) % self.cap])
+            if d > 0 and (d < self.step or not self.step):
+                self.step = d
         self.buf[self.pos] = value
         self.pos = (self.pos + 1) % self.cap
         if self.count:
@@ -81,6 +88,7 @@ class SensorWindow:
             "count": self.count,
             "lo": self.lo,
             "hi": self.hi,
+            "step": self.step,
         }
 
     @classmethod
@@ -88,6 +96,7 @@ class SensorWindow:
         w = cls(int(s["size"]), int(s["segments"]), int(s["long"]))
         w.buf = [float(v) for v in s["buf"]]
         w.pos, w.count, w.lo, w.hi = int(s["pos"]), int(s["count"]), float(s["lo"]), float(s["hi"])
+        w.step = float(s.get("step", 0.0))  # snapshots from before it learn it from the next readings
         return w
 
 

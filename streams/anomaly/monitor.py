@@ -159,7 +159,7 @@ class MachineMonitor:
         for name, v in present.items():
             win = self.windows[name]
             if win.count:
-                e = range_exceedance(v, win.lo, win.hi, s.range_tolerance)
+                e = range_exceedance(v, win.lo, win.hi, s.range_tolerance, s.range_steps * win.step)
                 if e > exceed:
                     exceed, exceed_by = e, name
             self.last_features[name] = win.features(v, prefix=f"{name}.")
