@@ -26,9 +26,11 @@ pressure unchanged); a stuck flow sensor. A second set repeats the fault kinds i
 readings whose fault lasts from its start to the end (``long_faults``: is a fault still flagged
 after many minutes?). A third set (``coarse_logger``) repeats the first as a coarse logger would
 write it: pressure in steps of 0.33 bar with a reading noise spanning several steps, flow in whole
-units, current and voltage noisier; it runs with the defaults and with ``range_steps=0`` (a range
-exceedance measured from the range itself, as before the sensor's resolution was taken into
-account). Writes ``benchmarks/results/rig.json``.
+units, current and voltage noisier; it runs with the defaults and with ``range_steps=1`` (a range
+exceedance counted only beyond one step of the sensor's resolution). A fourth set (``spikes``)
+repeats the first with a lone spike now and then on four sensors (1 reading in 500, 4-8 standard
+deviations of their noise); it runs with the defaults and with ``range_persist=1`` (a single reading
+past a sensor's range opens an event). Writes ``benchmarks/results/rig.json``.
 """
 
 from __future__ import annotations
@@ -139,6 +141,17 @@ def coarse(values: npt.NDArray[Any], seed: int) -> npt.NDArray[Any]:
     return v
 
 
+def spiky(values: npt.NDArray[Any], seed: int) -> npt.NDArray[Any]:
+    """The readings with a lone spike now and then on four sensors (the ``spikes`` set)."""
+    rng = np.random.default_rng(seed + 99991)
+    v = values.copy()
+    n = len(v)
+    for j, sd in ((0, 0.006), (1, 0.008), (2, 0.03), (7, 0.25)):  # accelerometers, current, flow
+        hit = rng.random(n) < 0.002
+        v[hit, j] += rng.choice([-1.0, 1.0], int(hit.sum())) * rng.uniform(4, 8, int(hit.sum())) * sd
+    return v
+
+
 def write_csv(path: Path, values: npt.NDArray[Any]) -> None:
     """Semicolon-separated, as rig loggers often write (``detect`` sniffs the delimiter)."""
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -196,7 +209,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_set(
-    seeds: int, rows: int, long: bool, settings: AnomalySettings, logger: bool = False
+    seeds: int, rows: int, long: bool, settings: AnomalySettings, logger: bool = False, spikes: bool = False
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
     """Every fault kind ``seeds`` times through ``detect_file`` and the T² baseline: judged runs per kind."""
     ours: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
@@ -209,6 +222,8 @@ def run_set(
                 values, label = experiment(kind, 100 * ki + seed, rows, long)
                 if logger:
                     values = coarse(values, 100 * ki + seed)
+                if spikes:
+                    values = spiky(values, 100 * ki + seed)
                 src, out = Path(tmp) / f"{kind}_{seed}.csv", Path(tmp) / f"{kind}_{seed}.out.csv"
                 write_csv(src, values)
                 detect_file(src, out, "datetime", settings=settings)
@@ -217,6 +232,21 @@ def run_set(
                 ours[kind].append(judge(pred, label))
                 base[kind].append(judge(hotelling(values), label))
     return ours, base
+
+
+Judged = dict[str, list[dict[str, Any]]]
+
+
+def variant_set(note: str, ours: Judged, base: Judged, alt_name: str, alt: Judged) -> dict[str, Any]:
+    """A set run with the defaults, with one setting changed (``alt``) and through the baseline."""
+    return {
+        "note": note,
+        "millstream": summarise([r for k in KINDS for r in ours[k]]),
+        f"millstream_{alt_name}": summarise([r for k in KINDS for r in alt[k]]),
+        "baseline_hotelling_t2_fitted_on_first_400": summarise([r for k in KINDS for r in base[k]]),
+        "millstream_by_kind": {k: summarise(ours[k]) for k in KINDS},
+        f"millstream_{alt_name}_by_kind": {k: summarise(alt[k]) for k in KINDS},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     ours, base = run_set(args.seeds, ROWS, False, settings)
     ours_long, base_long = run_set(args.seeds, LONG_ROWS, True, settings)
     ours_coarse, base_coarse = run_set(args.seeds, ROWS, False, settings, logger=True)
-    steps_off = settings.model_copy(update={"range_steps": 0.0})
-    ours_coarse_off, _ = run_set(args.seeds, ROWS, False, steps_off, logger=True)
+    steps_on = settings.model_copy(update={"range_steps": 1.0})
+    ours_coarse_steps, _ = run_set(args.seeds, ROWS, False, steps_on, logger=True)
+    ours_spikes, base_spikes = run_set(args.seeds, ROWS, False, settings, spikes=True)
+    lone = settings.model_copy(update={"range_persist": 1})
+    ours_spikes_lone, _ = run_set(args.seeds, ROWS, False, lone, spikes=True)
     faults = [k for k in KINDS if k != "none"]
     result = {
         "benchmark": "rig",
@@ -254,17 +287,16 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_hotelling_t2_fitted_on_first_400": summarise([r for k in KINDS for r in base_long[k]]),
             "millstream_by_kind": {k: summarise(ours_long[k]) for k in faults},
         },
-        "coarse_logger": {
-            "note": "the first set as a coarse logger writes it: pressure in 0.33-bar steps with a reading "
-            "noise spanning several, flow in whole units, current and voltage noisier",
-            "millstream": summarise([r for k in KINDS for r in ours_coarse[k]]),
-            "millstream_range_steps_0": summarise([r for k in KINDS for r in ours_coarse_off[k]]),
-            "baseline_hotelling_t2_fitted_on_first_400": summarise(
-                [r for k in KINDS for r in base_coarse[k]]
-            ),
-            "millstream_by_kind": {k: summarise(ours_coarse[k]) for k in KINDS},
-            "millstream_range_steps_0_by_kind": {k: summarise(ours_coarse_off[k]) for k in KINDS},
-        },
+        "coarse_logger": variant_set(
+            "the first set as a coarse logger writes it: pressure in 0.33-bar steps with a reading noise "
+            "spanning several, flow in whole units, current and voltage noisier",
+            ours_coarse, base_coarse, "range_steps_1", ours_coarse_steps,
+        ),  # fmt: skip
+        "spikes": variant_set(
+            "the first set with a lone spike now and then on four sensors (1 reading in 500, 4-8 "
+            "standard deviations of their noise)",
+            ours_spikes, base_spikes, "range_persist_1", ours_spikes_lone,
+        ),  # fmt: skip
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -282,11 +314,17 @@ def main(argv: list[str] | None = None) -> int:
         f"long faults: millstream {la['faults_found']}/{len(faults) * args.seeds}, recall {la['recall']}, "
         f"F1 {la['f1']}; Hotelling T2 recall {lb['recall']}, F1 {lb['f1']}"
     )
-    c, c0 = result["coarse_logger"]["millstream"], result["coarse_logger"]["millstream_range_steps_0"]
+    c, c0 = result["coarse_logger"]["millstream"], result["coarse_logger"]["millstream_range_steps_1"]
     print(
         f"coarse logger: millstream {c['faults_found']}/{result['faults']}, "
-        f"{c['false_events']} false events, F1 {c['f1']}; with range_steps=0: {c0['faults_found']}, "
+        f"{c['false_events']} false events, F1 {c['f1']}; with range_steps=1: {c0['faults_found']}, "
         f"{c0['false_events']} false events, F1 {c0['f1']}"
+    )
+    p, p1 = result["spikes"]["millstream"], result["spikes"]["millstream_range_persist_1"]
+    print(
+        f"spikes: millstream {p['faults_found']}/{result['faults']}, {p['false_events']} false events, "
+        f"F1 {p['f1']}; with range_persist=1: {p1['faults_found']}, {p1['false_events']} false events, "
+        f"F1 {p1['f1']}"
     )
     return 0
 

@@ -157,11 +157,19 @@ class AnomalySettings(BaseSettings):
         "than this fraction of it scores at least 0.5.",
     )
     range_steps: float = Field(
-        1.0,
+        0.0,
         ge=0,
         description="MILLSTREAM_ANOMALY_RANGE_STEPS: the excess beyond the range counts only past this "
         "many of the sensor's resolution (its smallest change between readings): a coarsely quantised "
-        "sensor one step past its range has made its smallest possible move. 0: off.",
+        "sensor one step past its range has made its smallest possible move. 1 for fewer false alarms "
+        "from coarse sensors, at some cost in recall; 0 (default): off.",
+    )
+    range_persist: int = Field(
+        2,
+        ge=1,
+        description="MILLSTREAM_ANOMALY_RANGE_PERSIST: readings in a row a sensor must be beyond its range "
+        "before that opens an event (the score shows the first at once). A lone spike past the range "
+        "is a record of the noise's tail more often than a fault; 1: every such reading opens one.",
     )
     red: float = Field(
         0.5,

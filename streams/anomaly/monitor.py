@@ -13,11 +13,15 @@ For every reading of a machine (a timestamp and a value per sensor):
    if higher, the range exceedance of a value beyond everything seen so far (>= 0.5); after the
    first score above ``red`` in a burst, the next ones are reported capped at ``yellow``;
 4. the :class:`EventGate` turns the uncapped scores into events (warm-up, hysteresis, cooldown);
+   a range exceedance counts for it only once the sensor has been beyond its range for
+   ``range_persist`` readings in a row (a lone spike shows in the score, opens no event);
    an open event also stays open while the sensor that raised it reads ``hold`` spreads or more
    from its time-of-day normal (or ``hold`` standard deviations from what the other sensors
    predict), so it lasts as long as the fault does (up to ``max_duration``);
-5. the detectors learn the reading unless it is inside an event (weight ``flagged_weight``), so a
-   fault is not learnt as normal; windows, ranges, sequences and calibrators always advance. An
+5. the detectors learn the reading unless it is inside an event (weight ``flagged_weight``), or
+   scores ``enter`` or more, or follows such a reading before ``exit_duration`` readings in a row
+   have scored below ``exit`` (the readings an event would have held), so a fault is not learnt as
+   normal; windows, ranges, sequences and calibrators always advance. An
    event that outlasts ``max_duration`` is closed and the detectors then learn everything for as
    long, so a lasting change of regime becomes the new normal.
 """
@@ -95,6 +99,9 @@ class MachineMonitor:
         )
         self.count = 0
         self.prev_red = False
+        # sensors beyond their range: [readings in a row, range (lo, hi) from before the first of them]
+        self.beyond: dict[str, list[float]] = {}
+        self.suspect = 0  # readings still to go (quiet ones) before learning resumes after an alert
         self.credit = 0.0  # fractional learning weight carried over (the trees learn whole readings)
         self.open_event: AnomalyEvent | None = None
         self.peaks: dict[str, float] = {}  # while an event is open: highest score of each detector
@@ -156,10 +163,24 @@ class MachineMonitor:
             present[name] = float(v)
         scores: dict[str, float] = {}
         exceed, exceed_by = 0.0, ""
+        # what opens an event: an exceedance that has lasted RANGE_PERSIST readings in a row, judged
+        # against the range from before the first of them (which that reading widened): a step to a new
+        # level stays beyond it, a lone spike does not. A run that has opened starts over.
+        lasting, lasting_by = 0.0, ""
+        runs: dict[str, list[float]] = {}
         for name, v in present.items():
             win = self.windows[name]
             if win.count:
-                e = range_exceedance(v, win.lo, win.hi, s.range_tolerance, s.range_steps * win.step)
+                res = s.range_steps * win.step
+                e = range_exceedance(v, win.lo, win.hi, s.range_tolerance, res)
+                run = self.beyond.get(name) or [0.0, win.lo, win.hi]
+                e_run = range_exceedance(v, run[1], run[2], s.range_tolerance, res)
+                if e_run > 0:
+                    if run[0] + 1 >= s.range_persist:
+                        if e_run > lasting:
+                            lasting, lasting_by = e_run, name
+                    else:
+                        runs[name] = [run[0] + 1, run[1], run[2]]
                 if e > exceed:
                     exceed, exceed_by = e, name
             self.last_features[name] = win.features(v, prefix=f"{name}.")
@@ -171,6 +192,7 @@ class MachineMonitor:
                 scores[name] = max(scores[name], self.transitions[name].score_one({"value": v}))
             if s.flatline:
                 scores[name] = max(scores[name], self._flatline(name, v, warming))
+        self.beyond = runs
         deviations = self._deviations(present, ts_ms)
         related: dict[str, float] = {}  # residual from what the other sensors predict, per sensor
         if self.relation is not None and deviations:
@@ -187,6 +209,9 @@ class MachineMonitor:
 
         source = max(scores, key=scores.__getitem__)
         score = scores[source]
+        opening, opened_by = score, source  # what the event gate judges: a lone reading past the range
+        if lasting > opening:  # shows in the score but opens no event
+            opening, opened_by = lasting, lasting_by
         if exceed > score:
             score, source = exceed, exceed_by
         # the event gate judges the score itself; the reported score marks a burst once (its first
@@ -197,7 +222,7 @@ class MachineMonitor:
             score = min(score, s.yellow)
         self.prev_red = red
         if warming:
-            score = alarm = 0.0
+            score = alarm = opening = 0.0
 
         hold = 0.0  # an open event's sensor still far from its normal keeps the event open
         o = self.open_event
@@ -205,7 +230,7 @@ class MachineMonitor:
             away = self.sensors[o.sensor].residual({"value": present[o.sensor], "ts_ms": ts_ms})
             if max(away, related.get(o.sensor, 0.0)) >= s.hold:
                 hold = s.exit
-        step = self.gate.step(max(alarm, hold), ts_ms)
+        step = self.gate.step(max(opening, hold), ts_ms)
         event = None
         if step.opened or (self.open_event is not None and not step.closed):  # readings of the event
             for k, v in scores.items():
@@ -217,8 +242,8 @@ class MachineMonitor:
             features.update({f"score.{k}": v for k, v in scores.items()})
             event = self.open_event = AnomalyEvent(
                 self.machine_id,
-                source,
-                alarm,
+                opened_by,
+                opening,
                 s.enter,
                 int(step.start_ms or ts_ms),
                 None,
@@ -250,7 +275,13 @@ class MachineMonitor:
             self.adapt_left -= 1
             weight = 1.0
         else:
-            weight = s.flagged_weight if (step.is_anomaly or alarm >= s.enter) else 1.0
+            # a reading that alerts and those after it until EXIT_DURATION in a row are quiet are not
+            # learnt, whether or not they opened an event (a lone spike past the range opens none)
+            if alarm >= s.enter:
+                self.suspect = s.exit_duration
+            elif alarm < s.exit and self.suspect > 0:
+                self.suspect -= 1
+            weight = s.flagged_weight if (step.is_anomaly or alarm >= s.enter or self.suspect) else 1.0
         if weight > 0:
             for name, v in present.items():
                 self.sensors[name].learn_one({"value": v, "ts_ms": ts_ms}, w=weight)
@@ -324,6 +355,8 @@ class MachineMonitor:
             "settings": self.settings.model_dump(),
             "count": self.count,
             "prev_red": self.prev_red,
+            "beyond": {k: list(r) for k, r in self.beyond.items()},
+            "suspect": self.suspect,
             "credit": self.credit,
             "adapt_left": self.adapt_left,
             "first_ms": self.first_ms,
@@ -360,6 +393,9 @@ class MachineMonitor:
                 float(state["credit"]),
             )
             m.adapt_left = int(state["adapt_left"])
+            # snapshots of earlier releases have none
+            m.beyond = {k: [float(x) for x in r] for k, r in state.get("beyond", {}).items()}
+            m.suspect = int(state.get("suspect", 0))
             m.first_ms = None if state.get("first_ms") is None else int(state["first_ms"])
             m.runs = {k: [float(x) for x in r] for k, r in state.get("runs", {}).items()}
             m.windows = {k: SensorWindow.from_snapshot(v) for k, v in state["windows"].items()}

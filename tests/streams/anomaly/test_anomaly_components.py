@@ -263,9 +263,10 @@ def test_window_learns_the_sensor_resolution() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_a_coarsely_quantised_sensor_one_step_past_its_range_is_not_an_event(seed: int) -> None:
+def test_with_range_steps_a_coarse_sensor_one_step_past_its_range_is_not_an_event(seed: int) -> None:
     """A flow logged in whole units, noise only: its records one unit past the range opened events
-    when the excess was measured from the range itself (``range_steps=0``); a real jump still does."""
+    when the excess was measured from the range itself (``range_steps=0``, the default); with
+    ``range_steps=1`` they do not, and a real jump still does."""
     from streams.anomaly.config import AnomalySettings
     from streams.anomaly.monitor import MachineMonitor
 
@@ -279,13 +280,76 @@ def test_a_coarsely_quantised_sensor_one_step_past_its_range_is_not_an_event(see
         return out
 
     noise = [float(v) for v in np.round(np.random.default_rng(seed).normal(32, 0.8, 2000))]
-    assert events(AnomalySettings(), noise) == []
-    before = events(AnomalySettings(range_steps=0), noise)
+    # range_persist=1: a single reading past the range may open an event
+    lone = AnomalySettings(range_persist=1, range_steps=1)
+    assert events(lone, noise) == []
+    before = events(lone.model_copy(update={"range_steps": 0.0}), noise)
     if seed != 2:  # in seed 2 the noise sets no such record after the warm-up
         assert before, "the check cannot fail: without the resolution these records open events"
         assert all(v in (min(noise[:i]) - 1, max(noise[:i]) + 1) for i, v in before)
-    jump = events(AnomalySettings(), [*noise, max(noise) + 4])
+    jump = events(lone, [*noise, max(noise) + 4])
     assert jump == [(2000, max(noise) + 4)]
+
+
+def test_a_lone_reading_past_the_range_shows_in_the_score_but_opens_no_event() -> None:
+    """RANGE_PERSIST=2: a spike of one reading is scored at once, but only a sensor that stays beyond
+    its range for two readings in a row opens an event (at the second)."""
+    from streams.anomaly.config import AnomalySettings
+    from streams.anomaly.monitor import MachineMonitor
+
+    noise = [float(v) for v in np.random.default_rng(5).normal(10.0, 0.5, 600)]
+    spike = max(noise) + 3.0  # far past the range (about 0.7 of its width)
+
+    def run(settings: AnomalySettings, tail: list[float]) -> list[tuple[float, bool]]:
+        m = MachineMonitor("m", settings)
+        for i, v in enumerate(noise):
+            assert m.update(i * 60_000, {"x": v}).event is None
+        out = []
+        for j, v in enumerate(tail):
+            r = m.update((len(noise) + j) * 60_000, {"x": v})
+            out.append((r.score, r.event is not None and r.event.is_open))
+        return out
+
+    lone = run(AnomalySettings(), [spike, 10.0, 10.1, 9.9])
+    assert lone[0][0] >= 0.6  # the score shows it
+    assert not any(opened for _, opened in lone)
+    assert run(AnomalySettings(range_persist=1), [spike, 10.0])[0][1]  # the check can fail
+    twice = run(AnomalySettings(), [spike, spike + 0.1, 10.0])
+    assert [opened for _, opened in twice] == [False, True, False]
+
+
+def test_after_a_lone_alert_learning_waits_for_exit_duration_quiet_readings() -> None:
+    """A spike that opens no event is still not learnt, nor are the readings after it, until
+    EXIT_DURATION of them in a row score below EXIT (what an event would have held back); then the
+    profile learns again. The pause survives a snapshot."""
+    from streams.anomaly.config import AnomalySettings
+    from streams.anomaly.monitor import MachineMonitor
+
+    s = AnomalySettings()
+    rng = np.random.default_rng(9)
+    m = MachineMonitor("m", s)
+    for i in range(600):
+        m.update(i * 60_000, {"x": float(rng.normal(10.0, 0.5))})
+    profile = m.sensors["x"].profile
+    before = profile.snapshot()
+    r = m.update(600 * 60_000, {"x": 30.0})
+    assert r.score >= s.enter and not r.is_anomaly and r.event is None
+    assert m.suspect == s.exit_duration
+    restored = MachineMonitor.restore(json.loads(json.dumps(m.snapshot())))
+    assert restored.suspect == s.exit_duration
+    quiet = [float(v) for v in rng.normal(10.0, 0.5, 6 * s.exit_duration)]
+    held = 0
+    for j, v in enumerate(quiet, start=601):
+        a, b = m.update(j * 60_000, {"x": v}), restored.update(j * 60_000, {"x": v})
+        assert a == b
+        if m.suspect:
+            held += 1
+            assert profile.snapshot() == before  # nothing learnt yet
+    # the spike stays in the calibrator's 10-reading average for a while, so the readings after it
+    # are not quiet at once; then EXIT_DURATION quiet ones end the pause
+    assert s.exit_duration - 1 <= held < len(quiet)
+    assert m.suspect == 0
+    assert profile.snapshot() != before  # and then it learns again
 
 
 def gate_run(gate: EventGate, scores: list[float]) -> tuple[list[int], list[int], list[int]]:

@@ -51,8 +51,9 @@ def test_time_based_warmup_suppresses_alerts_for_that_much_event_time() -> None:
                 out.append(i)
         return out
 
-    assert 120 in opened(AnomalySettings(warmup=20))
-    with_warmup = opened(AnomalySettings(warmup=20, warmup_hours=3))
+    # range_persist=1: a spike of one reading opens an event (by default it only shows in the score)
+    assert 120 in opened(AnomalySettings(warmup=20, range_persist=1))
+    with_warmup = opened(AnomalySettings(warmup=20, warmup_hours=3, range_persist=1))
     assert 120 not in with_warmup and 300 in with_warmup
     assert all(i >= 180 for i in with_warmup)
 
@@ -135,7 +136,8 @@ def test_a_second_fault_during_an_open_event_is_named_when_it_closes() -> None:
     events = [e for i, row in enumerate(rows) if (e := m.update(i * MIN_MS, row).event) is not None]
     opened = [e for e in events if e.is_open]
     closed = [e for e in events if not e.is_open]
-    assert [e.sensor for e in opened] == ["a"] and opened[0].start_ms == 200 * MIN_MS
+    # opened at the second reading beyond a's range (RANGE_PERSIST=2)
+    assert [e.sensor for e in opened] == ["a"] and opened[0].start_ms == 201 * MIN_MS
     assert len(closed) == 1 and closed[0].start_ms == opened[0].start_ms
     peaks = {k: v for k, v in closed[0].features.items() if k.startswith("peak.")}
     assert peaks["peak.a"] >= settings.enter
