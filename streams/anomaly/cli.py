@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
     d.add_argument(
         "--columns",
         default=None,
-        help="comma-separated sensor columns (default: every numeric one but a row-number column)",
+        help="comma-separated sensor columns (default: every numeric one but a row-number column and "
+        "0/1 label columns such as 'anomaly' or 'changepoint')",
     )
     d.add_argument("--output", required=True, type=Path, help="CSV to write (input columns + scores)")
     d.add_argument("--machine-id", default=None, help="machine id in events (default: the file name)")

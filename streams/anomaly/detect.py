@@ -7,7 +7,9 @@ output has one row per input row, in input order, with the original columns plus
 scored highest, or ``machine``).
 
 Without an explicit column list, every column whose cells are all numbers is a sensor, except the
-timestamp and a row-number column (0, 1, 2, ... as data frames write their index).
+timestamp, a row-number column (0, 1, 2, ... as data frames write their index) and a column of
+0/1 labels named like one (``anomaly``, ``label``, ``changepoint``, ...: a labelled history's
+answers, which a detector must not read).
 """
 
 from __future__ import annotations
@@ -111,6 +113,19 @@ def is_row_number(values: Sequence[float | None]) -> bool:
     return all(v == values[0] + i for i, v in enumerate(values))
 
 
+LABEL_NAMES = frozenset(
+    {"anomaly", "anomalies", "isanomaly", "anomalylabel", "label", "labels", "changepoint",
+     "changepoints", "target", "outlier", "isoutlier", "fault", "faults", "attack", "groundtruth"}
+)  # fmt: skip
+
+
+def is_label(name: str, values: Sequence[float | None]) -> bool:
+    """A column of 0/1 values named like a label (``anomaly``, ``is_anomaly``, ``changepoint``, ...):
+    the answers of a labelled history, not a measurement."""
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    return key in LABEL_NAMES and all(v in (0.0, 1.0) for v in values)
+
+
 def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] | None) -> list[str]:
     available = ", ".join(table.header)
     if timestamp_column not in table.header:
@@ -143,6 +158,12 @@ def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] |
         if is_row_number(numbers):
             hint = " (name it in --columns to model it)" if name.strip() else ""
             logger.warning("column %r numbers the rows (0, 1, 2, ...): not a sensor%s", name, hint)
+            continue
+        if is_label(name, numbers):
+            logger.warning(
+                "column %r holds 0/1 labels (by its name and values): not a sensor, the detector does "
+                "not read labels (name it in --columns to model it)", name,
+            )  # fmt: skip
             continue
         chosen.append(name)
     if not chosen:

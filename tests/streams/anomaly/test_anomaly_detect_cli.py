@@ -149,6 +149,34 @@ def test_a_row_number_column_is_not_a_sensor_unless_named(
     assert [w["anomaly_score"] for w in with_parts] != [p["anomaly_score"] for p in plain]
 
 
+def test_label_columns_are_not_sensors_unless_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A labelled history (rig data often carries ``anomaly`` and ``changepoint`` columns of 0/1) is
+    replayed without reading its labels: the scores are those of the file without them, a warning
+    names them, and --columns can still model them. A 0/1 column with another name, or a column
+    named like a label that holds other values, is a sensor."""
+    rows = small_rows()
+    n = len(rows)
+    labelled = [
+        {**r, "anomaly": str(int(n // 2 <= i < n // 2 + 50)), "changepoint": str(int(i == n // 2))}
+        for i, r in enumerate(rows)
+    ]
+    plain = detect(tmp_path, write(tmp_path / "plain.csv", rows), name="plain_out.csv")
+    src = write(tmp_path / "labelled.csv", labelled)
+    with caplog.at_level("WARNING", logger="streams.anomaly.detect"):
+        got = detect(tmp_path, src, name="labelled_out.csv")
+    assert [g["anomaly_score"] for g in got] == [p["anomaly_score"] for p in plain]
+    assert "column 'anomaly' holds 0/1 labels" in caplog.text
+    assert "column 'changepoint' holds 0/1 labels" in caplog.text
+    named = detect(tmp_path, src, "--columns", ",".join([*SENSORS, "anomaly"]), name="named_out.csv")
+    assert [x["anomaly_score"] for x in named] != [p["anomaly_score"] for p in plain]  # the check can fail
+    valve = [{**r, "valve_open": lab["anomaly"]} for r, lab in zip(rows, labelled, strict=True)]
+    as_sensor = detect(tmp_path, write(tmp_path / "valve.csv", valve), name="valve_out.csv")
+    assert [x["anomaly_score"] for x in as_sensor] != [p["anomaly_score"] for p in plain]
+    scored = [{**r, "target": f"{5 + 0.01 * i:.2f}"} for i, r in enumerate(rows)]  # a set point, not 0/1
+    as_target = detect(tmp_path, write(tmp_path / "target.csv", scored), name="target_out.csv")
+    assert [x["anomaly_score"] for x in as_target] != [p["anomaly_score"] for p in plain]
+
+
 def test_progress_is_reported_while_replaying(tmp_path: Path) -> None:
     from streams.anomaly.detect import PROGRESS_EVERY, detect_file
 
