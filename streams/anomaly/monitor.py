@@ -173,14 +173,18 @@ class MachineMonitor:
             if win.count:
                 res = s.range_steps * win.step
                 e = range_exceedance(v, win.lo, win.hi, s.range_tolerance, res)
-                run = self.beyond.get(name) or [0.0, win.lo, win.hi]
-                e_run = range_exceedance(v, run[1], run[2], s.range_tolerance, res)
+                run = self.beyond.get(name)
+                if run is None:  # not in a run: the range from before is the range
+                    done, lo, hi, e_run = 0.0, win.lo, win.hi, e
+                else:
+                    done, lo, hi = run
+                    e_run = range_exceedance(v, lo, hi, s.range_tolerance, res)
                 if e_run > 0:
-                    if run[0] + 1 >= s.range_persist:
+                    if done + 1 >= s.range_persist:
                         if e_run > lasting:
                             lasting, lasting_by = e_run, name
                     else:
-                        runs[name] = [run[0] + 1, run[1], run[2]]
+                        runs[name] = [done + 1, lo, hi]
                 if e > exceed:
                     exceed, exceed_by = e, name
             self.last_features[name] = win.features(v, prefix=f"{name}.")
