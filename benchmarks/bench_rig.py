@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import platform
 import sys
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streams.anomaly.backtest import Backtest, judge
 from streams.anomaly.config import AnomalySettings
 from streams.anomaly.detect import detect_file
 
@@ -173,47 +175,24 @@ def hotelling(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return flagged
 
 
-def judge(pred: npt.NDArray[Any], label: npt.NDArray[Any]) -> dict[str, Any]:
-    opens = [i for i in range(len(pred)) if pred[i] and (i == 0 or not pred[i - 1])]
-    if label.any():
-        s0 = int(np.argmax(label))
-        e0 = len(label) - int(np.argmax(label[::-1]))
-        hits = [i for i in opens if s0 <= i < e0 + GRACE]
-        false = len(opens) - len(hits)
-        found, delay = bool(hits), (hits[0] - s0 if hits else None)
-    else:
-        false, found, delay = len(opens), False, None
+def summarise(runs: list[Backtest]) -> dict[str, Any]:
+    total = functools.reduce(Backtest.merge, runs, Backtest())
     return {
-        "found": found,
-        "delay": delay,
-        "false_events": false,
-        "tp": int((pred & label).sum()),
-        "fp": int((pred & (1 - label)).sum()),
-        "fn": int(((1 - pred) & label).sum()),
-    }
-
-
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    tp, fp, fn = (sum(r[k] for r in runs) for k in ("tp", "fp", "fn"))
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    delays = [x["delay"] for x in runs if x["delay"] is not None]
-    return {
-        "faults_found": sum(x["found"] for x in runs),
-        "median_delay_s": float(np.median(delays)) if delays else None,
-        "false_events": sum(x["false_events"] for x in runs),
-        "precision": round(p, 3),
-        "recall": round(r, 3),
-        "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
+        "faults_found": total.found,
+        "median_delay_s": total.median_delay_s,
+        "false_events": total.false_events,
+        "precision": round(total.precision, 3),
+        "recall": round(total.recall, 3),
+        "f1": round(total.f1, 3),
     }
 
 
 def run_set(
     seeds: int, rows: int, long: bool, settings: AnomalySettings, logger: bool = False, spikes: bool = False
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+) -> tuple[dict[str, list[Backtest]], dict[str, list[Backtest]]]:
     """Every fault kind ``seeds`` times through ``detect_file`` and the T² baseline: judged runs per kind."""
-    ours: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
-    base: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    ours: dict[str, list[Backtest]] = {k: [] for k in KINDS}
+    base: dict[str, list[Backtest]] = {k: [] for k in KINDS}
     with tempfile.TemporaryDirectory() as tmp:
         for ki, kind in enumerate(KINDS):
             if long and kind == "none":
@@ -229,12 +208,12 @@ def run_set(
                 detect_file(src, out, "datetime", settings=settings)
                 with out.open(encoding="utf-8") as fh:
                     pred = np.array([int(r["is_anomaly"]) for r in csv.DictReader(fh)], dtype=np.int8)
-                ours[kind].append(judge(pred, label))
-                base[kind].append(judge(hotelling(values), label))
+                ours[kind].append(judge(pred.tolist(), label.tolist(), grace=GRACE))
+                base[kind].append(judge(hotelling(values).tolist(), label.tolist(), grace=GRACE))
     return ours, base
 
 
-Judged = dict[str, list[dict[str, Any]]]
+Judged = dict[str, list[Backtest]]
 
 
 def variant_set(note: str, ours: Judged, base: Judged, alt_name: str, alt: Judged) -> dict[str, Any]:

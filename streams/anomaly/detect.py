@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from streams.anomaly.backtest import judge
 from streams.anomaly.config import AnomalySettings
 from streams.anomaly.exceptions import InputFileError
 from streams.anomaly.monitor import MachineMonitor
@@ -113,6 +115,7 @@ def is_row_number(values: Sequence[float | None]) -> bool:
     return all(v == values[0] + i for i, v in enumerate(values))
 
 
+LABEL_VALUES = {"true": 1, "false": 0, "yes": 1, "no": 0}
 LABEL_NAMES = frozenset(
     {"anomaly", "anomalies", "isanomaly", "anomalylabel", "label", "labels", "changepoint",
      "changepoints", "target", "outlier", "isoutlier", "fault", "faults", "attack", "groundtruth"}
@@ -126,7 +129,9 @@ def is_label(name: str, values: Sequence[float | None]) -> bool:
     return key in LABEL_NAMES and all(v in (0.0, 1.0) for v in values)
 
 
-def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] | None) -> list[str]:
+def choose_columns(
+    table: Table, timestamp_column: str, columns: Sequence[str] | None, labels: str | None = None
+) -> list[str]:
     available = ", ".join(table.header)
     if timestamp_column not in table.header:
         msg = f"timestamp column {timestamp_column!r} not found; available columns: {available}"
@@ -149,7 +154,7 @@ def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] |
     decimal_comma = table.delimiter == ";"
     chosen = []
     for i, name in enumerate(table.header):
-        if name == timestamp_column:
+        if name in (timestamp_column, labels):
             continue
         cells = [r[i] for r in table.rows if i < len(r) and r[i].strip()]
         numbers = [parse_number(c, decimal_comma) for c in cells]
@@ -167,7 +172,8 @@ def choose_columns(table: Table, timestamp_column: str, columns: Sequence[str] |
             continue
         chosen.append(name)
     if not chosen:
-        msg = f"no numeric column besides {timestamp_column!r}; available columns: {available}"
+        besides = repr(timestamp_column) + (f" and the labels {labels!r}" if labels else "")
+        msg = f"no numeric column besides {besides}; available columns: {available}"
         raise InputFileError(msg)
     return chosen
 
@@ -182,12 +188,16 @@ def detect_file(
     events_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     timestamp_format: str | None = None,
-) -> dict[str, int]:
-    """Replay ``input_path``; write scores to ``output_path``. Returns row, sensor and event counts.
+    labels: str | None = None,
+) -> dict[str, Any]:
+    """Replay ``input_path``; write scores to ``output_path``. Returns row, sensor and event counts,
+    and with ``labels`` (a 0/1 column of known anomalies, never shown to the detector) the backtest's
+    judgement under ``"backtest"`` (:class:`~streams.anomaly.backtest.Backtest`).
 
     ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` rows and at the end."""
     table = read_table(input_path)
-    sensors = choose_columns(table, timestamp_column, columns)
+    truth = read_labels(table, labels, timestamp_column, columns, input_path) if labels else None
+    sensors = choose_columns(table, timestamp_column, columns, labels)
     ts_idx = table.header.index(timestamp_column)
     idx = {c: table.header.index(c) for c in sensors}
     decimal_comma = table.delimiter == ";"
@@ -238,4 +248,40 @@ def detect_file(
                 fh.write(json.dumps(e.to_dict()) + "\n")
     n_events = sum(1 for e in events if e.is_open)
     logger.info("%s: %d rows, %d sensors, %d events", input_path, len(table.rows), len(sensors), n_events)
-    return {"rows": len(table.rows), "sensors": len(sensors), "events": n_events}
+    counts: dict[str, Any] = {"rows": len(table.rows), "sensors": len(sensors), "events": n_events}
+    if truth is not None:
+        order = sorted(range(total), key=stamps.__getitem__)  # judged in time order, as detected
+        flagged = [int(res[1]) if res is not None else 0 for res in results]
+        counts["backtest"] = judge(
+            [flagged[i] for i in order], [truth[i] for i in order], [stamps[i] for i in order]
+        )
+    return counts
+
+
+def read_labels(
+    table: Table, column: str, timestamp_column: str, columns: Sequence[str] | None, path: Path
+) -> list[int]:
+    """The 0/1 label of every row from ``column`` (0/1, 0.0/1.0, true/false); an error names the
+    first bad cell. The column is never a sensor: naming it in ``columns`` too is an error."""
+    if column not in table.header:
+        msg = f"labels column {column!r} not found; available columns: {', '.join(table.header)}"
+        raise InputFileError(msg)
+    if column == timestamp_column or (columns and column in columns):
+        msg = f"labels column {column!r} cannot also be the timestamp or a sensor column"
+        raise InputFileError(msg)
+    i = table.header.index(column)
+    out = []
+    for n, row in enumerate(table.rows, start=2):
+        cell = row[i].strip().lower() if i < len(row) else ""
+        value = LABEL_VALUES.get(cell)
+        if value is None:
+            try:
+                number = float(cell)
+            except ValueError:
+                number = math.nan
+            value = int(number) if number in (0.0, 1.0) else None
+        if value is None:
+            msg = f"{path}: row {n}: label {cell!r} in column {column!r} is not 0 or 1"
+            raise InputFileError(msg)
+        out.append(value)
+    return out

@@ -269,3 +269,43 @@ def test_console_entry_point(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(read(out)) == 300
     assert (tmp_path / "events.jsonl").exists()
+
+
+def test_labels_judge_the_backtest_without_being_read(
+    tmp_path: Path, pump_output: list[dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--labels names a 0/1 column of known anomalies (here under a name the detector would otherwise
+    model as a sensor): the scores are those of the file without it, and the JSON on stdout is the
+    judgement of the written ``is_anomaly`` against it."""
+    import json
+
+    labels = [int(STEP[0] <= i < STEP[1] or DRIFT[0] <= i < DRIFT[1]) for i in range(len(pump_output))]
+    rows = [{**r, "fault_flag": str(lab)} for r, lab in zip(pump_rows(), labels, strict=True)]
+    capsys.readouterr()
+    got = detect(tmp_path, write(tmp_path / "labelled.csv", rows), "--labels", "fault_flag")
+    report = json.loads(capsys.readouterr().out)
+    assert [g["anomaly_score"] for g in got] == [p["anomaly_score"] for p in pump_output]
+    flags = [int(g["is_anomaly"]) for g in got]
+    assert report["tp"] == sum(f & lab for f, lab in zip(flags, labels, strict=True)) > 0
+    assert report["fp"] == sum(f & (1 - lab) for f, lab in zip(flags, labels, strict=True))
+    assert report["anomalous_readings"] == sum(labels) == report["tp"] + report["fn"]
+    assert report["readings"] == len(rows)
+    assert report["faults"] == 2
+    assert report["faults_found"] == 2  # the step and the drift (test_step_and_drift_are_flagged_...)
+    assert report["median_delay_s"] > 0
+    p, r = report["precision"], report["recall"]
+    assert report["f1"] == pytest.approx(2 * p * r / (p + r), abs=1e-3)
+
+
+def test_bad_labels_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = small_rows()
+    bad = [{**r, "anomaly": "0" if i != 7 else "2"} for i, r in enumerate(rows)]
+    err = run_cli_error(tmp_path, capsys, write(tmp_path / "bad.csv", bad), "--labels", "anomaly")
+    assert "row 9: label '2' in column 'anomaly' is not 0 or 1" in err
+    good = [{**r, "anomaly": "1.0" if i == 7 else "false"} for i, r in enumerate(rows)]
+    src = write(tmp_path / "good.csv", good)
+    err = run_cli_error(tmp_path, capsys, src, "--labels", "anomaly", "--columns", "pressure,anomaly")
+    assert "labels column 'anomaly' cannot also be the timestamp or a sensor column" in err
+    err = run_cli_error(tmp_path, capsys, src, "--labels", "is_fault")
+    assert "labels column 'is_fault' not found; available columns: time, pressure" in err
+    assert detect(tmp_path, src, "--labels", "anomaly", name="good_out.csv")[7]["anomaly"] == "1.0"
