@@ -85,7 +85,7 @@ class AnomalySettings(BaseSettings):
         description="MILLSTREAM_ANOMALY_TRANSITION_MIN_LEVELS: coarsest grid (bands of the range) of the "
         "transition detector; 0 = no transition detector (the default), 5 = grids of 5 to MAX_LEVELS "
         "bands. For cyclic, structured signals: on noisy sensors it raises about one false alarm per "
-        "5,000 readings (docs/anomaly.md).",
+        "9,000 readings (docs/anomaly.md).",
     )
     transition_max_levels: int = Field(
         12,
