@@ -24,7 +24,7 @@ COMMAND_MODULES = [
     "ingest.cli",  # gateway simulate|opcua|mqtt
     "streams.cli",  # run faust|flink, replay
     "streams.spc.cli",  # spc
-    "streams.anomaly.cli",  # detect, nab score|run
+    "streams.anomaly.cli",  # detect, backtest, nab score|run
     "sinks.cli",  # sink, sql, migrate
 ]
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams.anomaly.backtest import judge
+from streams.anomaly.backtest import Backtest, judge
 from streams.anomaly.config import AnomalySettings
 from streams.anomaly.exceptions import InputFileError
 from streams.anomaly.monitor import MachineMonitor
@@ -189,14 +189,18 @@ def detect_file(
     progress: Callable[[int, int], None] | None = None,
     timestamp_format: str | None = None,
     labels: str | None = None,
+    fault_free: bool = False,
 ) -> dict[str, Any]:
     """Replay ``input_path``; write scores to ``output_path``. Returns row, sensor and event counts,
     and with ``labels`` (a 0/1 column of known anomalies, never shown to the detector) the backtest's
-    judgement under ``"backtest"`` (:class:`~streams.anomaly.backtest.Backtest`).
+    judgement under ``"backtest"`` (:class:`~streams.anomaly.backtest.Backtest`); ``fault_free``
+    judges the run as one known to have no anomaly (every label 0).
 
     ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` rows and at the end."""
     table = read_table(input_path)
     truth = read_labels(table, labels, timestamp_column, columns, input_path) if labels else None
+    if truth is None and fault_free:
+        truth = [0] * len(table.rows)
     sensors = choose_columns(table, timestamp_column, columns, labels)
     ts_idx = table.header.index(timestamp_column)
     idx = {c: table.header.index(c) for c in sensors}
@@ -285,3 +289,63 @@ def read_labels(
             raise InputFileError(msg)
         out.append(value)
     return out
+
+
+CSV_SUFFIXES = (".csv", ".tsv")
+
+
+def backtest_folder(
+    input_dir: Path,
+    output_dir: Path,
+    timestamp_column: str,
+    labels: str,
+    columns: Sequence[str] | None = None,
+    settings: AnomalySettings | None = None,
+    timestamp_format: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Backtest]:
+    """Replay every CSV file under ``input_dir`` (sorted by path; each file one run of its own
+    machine, with fresh models) like :func:`detect_file`, writing ``output_dir/<same relative
+    path>`` (``.csv`` appended to a ``.tsv`` name), and judge each against its ``labels`` column.
+    A file without that column is judged as fault-free (a warning says so): a rig's fault-free
+    reference run often carries no labels. An error in a file names it and stops the run.
+
+    Returns the judgement per file (relative path) in order; add them up with
+    :meth:`Backtest.merge`. ``progress(done, total, file)`` is called after each file."""
+    if not input_dir.is_dir():
+        msg = f"{input_dir} is not a folder"
+        raise InputFileError(msg)
+    files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in CSV_SUFFIXES)
+    if not files:
+        msg = f"no CSV files ({', '.join(CSV_SUFFIXES)}) under {input_dir}"
+        raise InputFileError(msg)
+    if output_dir.resolve().is_relative_to(input_dir.resolve()):
+        msg = f"the output folder {output_dir} must not be inside the input folder {input_dir}"
+        raise InputFileError(msg)
+    results: dict[str, Backtest] = {}
+    for done, path in enumerate(files, start=1):
+        rel = path.relative_to(input_dir)
+        out = output_dir / (rel if rel.suffix.lower() == ".csv" else rel.with_name(rel.name + ".csv"))
+        try:
+            labelled = labels in read_table(path).header
+            if not labelled:
+                logger.warning("%s has no %r column: judged as a fault-free run", rel, labels)
+            counts = detect_file(
+                path,
+                out,
+                timestamp_column,
+                columns,
+                settings,
+                machine_id=rel.with_suffix("").as_posix(),
+                timestamp_format=timestamp_format,
+                labels=labels if labelled else None,
+                fault_free=not labelled,
+            )
+        except InputFileError as exc:
+            text = str(exc)
+            msg = text if str(path) in text else f"{path}: {text}"
+            raise InputFileError(msg) from exc
+        results[rel.as_posix()] = counts["backtest"]
+        if progress is not None:
+            progress(done, len(files), rel.as_posix())
+    return results

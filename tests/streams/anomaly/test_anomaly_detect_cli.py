@@ -309,3 +309,69 @@ def test_bad_labels_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     err = run_cli_error(tmp_path, capsys, src, "--labels", "is_fault")
     assert "labels column 'is_fault' not found; available columns: time, pressure" in err
     assert detect(tmp_path, src, "--labels", "anomaly", name="good_out.csv")[7]["anomaly"] == "1.0"
+
+
+def test_backtest_judges_a_folder_of_runs_file_by_file_and_in_total(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``millstream backtest``: every CSV under the folder (also in subfolders) is its own run, judged
+    as ``detect --labels`` judges it; a file without the labels column is a fault-free run; the total
+    is the sum of the files' counts."""
+    import json
+
+    runs = tmp_path / "runs"
+    (runs / "valve").mkdir(parents=True)
+    rows = pump_rows(2600, seed=5)
+    labels = [int(STEP[0] <= i < STEP[1]) for i in range(len(rows))]
+    write(runs / "valve" / "step.csv", [{**r, "anomaly": str(a)} for r, a in zip(rows, labels, strict=True)])
+    write(runs / "quiet.csv", [{**r, "anomaly": "0"} for r in pump_rows(900, seed=8)], delimiter=";")
+    write(runs / "reference.csv", pump_rows(900, seed=9))  # a fault-free run without labels
+    (runs / "notes.md").write_text("not a run\n")
+    out = tmp_path / "scored"
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="streams.anomaly.detect"):
+        rc = main(["backtest", "--input-dir", str(runs), "--timestamp-column", "time", "--labels", "anomaly",
+                   "--output-dir", str(out), "--json"])  # fmt: skip
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["files"]) == ["quiet.csv", "reference.csv", "valve/step.csv"]
+    assert "reference.csv has no 'anomaly' column: judged as a fault-free run" in caplog.text
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.csv")) == list(report["files"])
+    single = detect(tmp_path, runs / "valve" / "step.csv", "--labels", "anomaly", name="step_out.csv")
+    assert json.loads(capsys.readouterr().out) == report["files"]["valve/step.csv"]
+    assert read(out / "valve" / "step.csv") == single
+    step = report["files"]["valve/step.csv"]
+    assert (step["faults"], step["faults_found"]) == (1, 1)
+    reference = report["files"]["reference.csv"]
+    assert (reference["faults"], reference["tp"], reference["fn"], reference["readings"]) == (0, 0, 0, 900)
+    flagged_ref = sum(int(r["is_anomaly"]) for r in read(out / "reference.csv"))
+    assert reference["fp"] == flagged_ref
+    for key in ("readings", "tp", "fp", "fn", "tn", "faults", "faults_found", "false_events"):
+        assert report["total"][key] == sum(f[key] for f in report["files"].values()), key
+    rc = main(["backtest", "--input-dir", str(runs), "--timestamp-column", "time", "--labels", "anomaly",
+               "--output-dir", str(out), "--quiet"])  # fmt: skip
+    table = capsys.readouterr().out
+    assert rc == 0
+    assert "valve/step.csv" in table
+    assert "total" in table
+
+
+def test_backtest_errors_name_the_folder_or_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def backtest(input_dir: Path, output_dir: Path) -> str:
+        args = ["--input-dir", str(input_dir), "--timestamp-column", "time", "--labels", "anomaly"]
+        rc = main(["backtest", *args, "--output-dir", str(output_dir)])
+        assert rc == 1
+        return capsys.readouterr().err
+
+    runs = tmp_path / "runs"
+    assert f"{runs} is not a folder" in backtest(runs, tmp_path / "out")
+    runs.mkdir()
+    assert "no CSV files (.csv, .tsv) under" in backtest(runs, tmp_path / "out")
+    write(runs / "a.csv", small_rows())
+    assert "must not be inside the input folder" in backtest(runs, runs / "out")
+    write(runs / "b.csv", [{**r, "anomaly": "maybe"} for r in small_rows()])
+    err = backtest(runs, tmp_path / "out")
+    assert f"{runs / 'b.csv'}: row 2: label 'maybe' in column 'anomaly' is not 0 or 1" in err
+    (runs / "b.csv").unlink()
+    write(runs / "c.csv", [{k: v for k, v in r.items() if k != "time"} for r in small_rows()])
+    assert f"{runs / 'c.csv'}: timestamp column 'time' not found" in backtest(runs, tmp_path / "out")
