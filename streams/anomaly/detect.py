@@ -4,7 +4,8 @@ The file is one machine; the selected columns are its sensors. Rows are fed in t
 stable sort on the timestamp; one pass, every score computed before the row is learnt), and the
 output has one row per input row, in input order, with the original columns plus
 ``anomaly_score`` (0-1), ``is_anomaly`` (0/1) and ``anomaly_source`` (the sensor whose detector
-scored highest, or ``machine``).
+scored highest, or ``machine``; empty while the score is 0, as in the warm-up). The file is read as
+UTF-8, as UTF-16 when it starts with that byte-order mark, else as Windows-1252 with a warning.
 
 Without an explicit column list, every column whose cells are all numbers is a sensor, except the
 timestamp, a row-number column (0, 1, 2, ... as data frames write their index) and a column of
@@ -14,6 +15,7 @@ answers, which a detector must not read).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -52,9 +54,31 @@ def sniff_delimiter(sample: str) -> str:
         return max(DELIMITERS, key=first.count)
 
 
+def decode(data: bytes, path: Path) -> str:
+    """The file's text: UTF-16 when it starts with its byte-order mark (spreadsheets' "Unicode text"),
+    else UTF-8 (with or without a BOM), else Windows-1252 (what many loggers on Windows write: a
+    header such as ``Temperatur °C``), with a warning, since that is a guess."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        encoding = "cp1252"
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:  # bytes cp1252 leaves undefined: Latin-1 maps every byte
+            encoding = "latin-1"
+            text = data.decode(encoding)
+        logger.warning(
+            "%s is not UTF-8 (byte %d): read as %s; save it as UTF-8 if its text looks wrong",
+            path, exc.start, "Windows-1252" if encoding == "cp1252" else "Latin-1",
+        )  # fmt: skip
+        return text
+
+
 def read_table(path: Path) -> Table:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = decode(path.read_bytes(), path)
     except OSError as exc:
         msg = f"cannot read {path}: {exc}"
         raise InputFileError(msg) from exc

@@ -68,7 +68,7 @@ class Scored:
     ts_ms: int
     score: float  # machine score in [0, 1]
     is_anomaly: bool  # inside an event
-    source: str  # detector with the highest score: a sensor name or "machine"
+    source: str  # detector with the highest score: a sensor name or "machine"; "" when the score is 0
     scores: dict[str, float]  # calibrated score per sensor detector and "machine"
     event: AnomalyEvent | None  # an event that opened or closed at this reading
 
@@ -227,6 +227,8 @@ class MachineMonitor:
         self.prev_red = red
         if warming:
             score = alarm = opening = 0.0
+        if score <= 0.0:  # nothing scored (or still warming up): no detector to name
+            source = ""
 
         hold = 0.0  # an open event's sensor still far from its normal keeps the event open
         o = self.open_event

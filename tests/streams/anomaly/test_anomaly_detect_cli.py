@@ -375,3 +375,24 @@ def test_backtest_errors_name_the_folder_or_file(tmp_path: Path, capsys: pytest.
     (runs / "b.csv").unlink()
     write(runs / "c.csv", [{k: v for k, v in r.items() if k != "time"} for r in small_rows()])
     assert f"{runs / 'c.csv'}: timestamp column 'time' not found" in backtest(runs, tmp_path / "out")
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16", "utf-8-sig"])
+def test_files_from_windows_loggers_are_read(
+    tmp_path: Path, encoding: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A header such as ``Temperatur °C`` in Windows-1252 (not UTF-8) or in UTF-16 with its byte-order
+    mark is read, and written back as UTF-8; only the guess (Windows-1252) is warned about."""
+    rows = [
+        {"time": r["time"], "Temperatur °C": r["temperature"], "Druck": r["pressure"]} for r in small_rows()
+    ]
+    plain = write(tmp_path / "plain.csv", rows)
+    src = tmp_path / f"{encoding}.csv"
+    src.write_bytes(plain.read_text(encoding="utf-8").encode(encoding))
+    with caplog.at_level("WARNING", logger="streams.anomaly.detect"):
+        got = detect(tmp_path, src, name=f"{encoding}_out.csv")
+    want = detect(tmp_path, plain, name="plain_out.csv")
+    assert got == want
+    assert got[0]["Temperatur °C"] == rows[0]["Temperatur °C"]
+    assert got[0]["anomaly_source"] == ""  # warming up: nothing scored, no detector named
+    assert ("is not UTF-8 (byte" in caplog.text) == (encoding == "cp1252")
