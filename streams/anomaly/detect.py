@@ -116,9 +116,18 @@ def parse_timestamp(text: str, fmt: str | None = None) -> int:
     return int(dt.timestamp() * 1000)
 
 
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "#na", "#value!"})
+
+
+def is_missing(text: str) -> bool:
+    """An empty cell or a usual marker of a missing value (NA, N/A, NaN, null, -, #N/A, ...)."""
+    return text.strip().lower() in MISSING
+
+
 def parse_number(text: str, decimal_comma: bool) -> float | None:
+    """The cell's number; None for a missing value or text."""
     t = text.strip()
-    if not t:
+    if t.lower() in MISSING:
         return None
     try:
         return float(t)
@@ -180,9 +189,17 @@ def choose_columns(
     for i, name in enumerate(table.header):
         if name in (timestamp_column, labels):
             continue
-        cells = [r[i] for r in table.rows if i < len(r) and r[i].strip()]
+        cells = [r[i] for r in table.rows if i < len(r) and not is_missing(r[i])]
         numbers = [parse_number(c, decimal_comma) for c in cells]
-        if not cells or any(x is None for x in numbers):
+        if not cells:
+            continue
+        bad = [k for k, x in enumerate(numbers) if x is None]
+        if bad:
+            if len(bad) < len(cells) / 2:  # a sensor with a few bad cells, not a text column: say why
+                logger.warning(
+                    "column %r has cells that are not numbers (e.g. %r): not a sensor (name it in "
+                    "--columns to model it; such cells are then missing readings)", name, cells[bad[0]],
+                )  # fmt: skip
             continue
         if is_row_number(numbers):
             hint = " (name it in --columns to model it)" if name.strip() else ""

@@ -396,3 +396,30 @@ def test_files_from_windows_loggers_are_read(
     assert got[0]["Temperatur °C"] == rows[0]["Temperatur °C"]
     assert got[0]["anomaly_source"] == ""  # warming up: nothing scored, no detector named
     assert ("is not UTF-8 (byte" in caplog.text) == (encoding == "cp1252")
+
+
+def test_missing_value_markers_and_stray_text(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """NA, N/A, NaN, null, -, #N/A are missing readings, like an empty cell: the scores are those of
+    the file with those cells empty. A sensor with a few cells of other text ('err') is not modelled
+    unless --columns names it, and a warning says why; named, its text cells are missing readings."""
+    rows = small_rows()
+    markers = ["NA", "N/A", "NaN", "null", "-", "#N/A"]
+    blank = [{**r, "pressure": ""} if i % 97 == 5 else r for i, r in enumerate(rows)]
+    marked = [{**r, "pressure": markers[i % 6]} if i % 97 == 5 else r for i, r in enumerate(rows)]
+    want = detect(tmp_path, write(tmp_path / "blank.csv", blank), name="blank_out.csv")
+    got = detect(tmp_path, write(tmp_path / "marked.csv", marked), name="marked_out.csv")
+    assert [g["anomaly_score"] for g in got] == [w["anomaly_score"] for w in want]
+    stray = [{**r, "current": "err"} if i % 97 == 5 else r for i, r in enumerate(rows)]
+    src = write(tmp_path / "stray.csv", stray)
+    with caplog.at_level("WARNING", logger="streams.anomaly.detect"):
+        dropped = detect(tmp_path, src, name="stray_out.csv")
+    assert "column 'current' has cells that are not numbers (e.g. 'err'): not a sensor" in caplog.text
+    no_current = detect(
+        tmp_path, write(tmp_path / "nc.csv", [{k: v for k, v in r.items() if k != "current"} for r in rows])
+    )
+    assert [d["anomaly_score"] for d in dropped] == [n["anomaly_score"] for n in no_current]
+    named = detect(tmp_path, src, "--columns", ",".join(SENSORS), name="named_out.csv")
+    holes = [{**r, "current": ""} if i % 97 == 5 else r for i, r in enumerate(rows)]
+    with_holes = detect(tmp_path, write(tmp_path / "holes.csv", holes), name="holes_out.csv")
+    assert [x["anomaly_score"] for x in named] == [h["anomaly_score"] for h in with_holes]
+    assert "status" not in caplog.text  # a text column (RUN, ...) is left out without a warning
