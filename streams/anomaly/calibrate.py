@@ -82,6 +82,22 @@ class Likelihood:
         self.var = (1.0 - a) * (self.var + a * d * d)
         return score
 
+    def resize(self, window: int) -> None:
+        """Average the last ``window`` raw scores from now on, keeping the most recent ones; the
+        distribution of the average starts afresh (a longer average varies less), and so does the
+        learn period."""
+        if window < 1:
+            msg = f"a calibration window needs at least one score (got {window})"
+            raise ValueError(msg)
+        full = len(self.ring) == self.window
+        ordered = self.ring[self.pos :] + self.ring[: self.pos] if full else list(self.ring)  # oldest first
+        self.window = window
+        self.ring = ordered[-window:]
+        self.pos = 0
+        self.total = sum(self.ring)
+        self.mean = self.var = 0.0
+        self.count = 0
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "window": self.window,

@@ -137,6 +137,15 @@ class AnomalySettings(BaseSettings):
     likelihood_window: int = Field(
         10, ge=1, description="MILLSTREAM_ANOMALY_LIKELIHOOD_WINDOW: raw scores averaged before calibration."
     )
+    likelihood_window_s: float = Field(
+        0.0,
+        ge=0,
+        description="MILLSTREAM_ANOMALY_LIKELIHOOD_WINDOW_S: the calibrators average at least this many "
+        "seconds of readings: once a machine's sampling interval is known (the mean gap over its first "
+        "20 judged readings), their window becomes max(LIKELIHOOD_WINDOW, this / interval) readings, at "
+        "most 3600. For fast scans, whose residuals barely change within 10 readings (0 = off, the "
+        "default; the plant settings use 60).",
+    )
     likelihood_alpha: float = Field(
         1 / 4000,
         gt=0,

@@ -53,6 +53,8 @@ from streams.anomaly.threshold import EventGate
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+WINDOW_SETTLE = 20  # LIKELIHOOD_WINDOW_S: judged readings that measure the sampling interval
+MAX_WINDOW = 3600  # LIKELIHOOD_WINDOW_S: longest calibration window, in readings
 MODEL_NAME = "millstream-anomaly/1"
 
 
@@ -86,6 +88,7 @@ class MachineMonitor:
         self.transitions: dict[str, TransitionDetector] = {}
         self.last_features: dict[str, dict[str, float]] = {}
         self.machine = MachineDetector(s.hst_trees, s.hst_height, s.hst_window, s.seed, s.hst_backend)
+        self.lik_window = s.likelihood_window  # readings the calibrators average (LIKELIHOOD_WINDOW_S)
         self.machine_lik = self._likelihood()
         self.gate = EventGate(
             s.enter,
@@ -115,8 +118,28 @@ class MachineMonitor:
     def _likelihood(self) -> Likelihood:
         s = self.settings
         return Likelihood(
-            s.likelihood_window, s.likelihood_alpha, learn_period=s.warmup, var_floor=s.likelihood_var_floor
+            self.lik_window, s.likelihood_alpha, learn_period=s.warmup, var_floor=s.likelihood_var_floor
         )
+
+    def _calibrators(self) -> list[Likelihood]:
+        return [*self.liks.values(), *self.seq_liks.values(), *self.rel_liks.values(), self.machine_lik]
+
+    def _time_window(self, ts_ms: int) -> None:
+        """LIKELIHOOD_WINDOW_S: at the WINDOW_SETTLE-th judged reading, the sampling interval is known
+        and every calibrator's window becomes that many seconds of readings (never fewer than
+        LIKELIHOOD_WINDOW): at a reading a second, 10 readings are 10 s, within which a slowly
+        wandering residual hardly changes, so its average is no average at all."""
+        s = self.settings
+        if not s.likelihood_window_s or self.count != WINDOW_SETTLE or self.first_ms is None:
+            return
+        gap_s = (ts_ms - self.first_ms) / 1000 / (self.count - 1)
+        if gap_s <= 0:
+            return
+        window = min(MAX_WINDOW, max(s.likelihood_window, round(s.likelihood_window_s / gap_s)))
+        if window != self.lik_window:
+            self.lik_window = window
+            for lik in self._calibrators():
+                lik.resize(window)
 
     def _transition_detector(self) -> TransitionDetector:
         s = self.settings
@@ -153,6 +176,7 @@ class MachineMonitor:
         if self.first_ms is None:
             self.first_ms = ts_ms
         self.count += 1
+        self._time_window(ts_ms)
         warming = self.count <= s.warmup or ts_ms - self.first_ms < s.warmup_hours * 3_600_000
         present: dict[str, float] = {}
         for name, v in values.items():
@@ -366,6 +390,7 @@ class MachineMonitor:
             "credit": self.credit,
             "adapt_left": self.adapt_left,
             "first_ms": self.first_ms,
+            "lik_window": self.lik_window,
             "runs": {k: list(r) for k, r in self.runs.items()},
             "windows": {k: w.snapshot() for k, w in self.windows.items()},
             "sensors": {k: d.snapshot() for k, d in self.sensors.items()},
@@ -403,6 +428,7 @@ class MachineMonitor:
             m.beyond = {k: [float(x) for x in r] for k, r in state.get("beyond", {}).items()}
             m.suspect = int(state.get("suspect", 0))
             m.first_ms = None if state.get("first_ms") is None else int(state["first_ms"])
+            m.lik_window = int(state.get("lik_window", m.settings.likelihood_window))
             m.runs = {k: [float(x) for x in r] for k, r in state.get("runs", {}).items()}
             m.windows = {k: SensorWindow.from_snapshot(v) for k, v in state["windows"].items()}
             m.sensors = {k: SensorDetector.from_snapshot(v) for k, v in state["sensors"].items()}

@@ -458,3 +458,25 @@ def test_transition_detector_memory_is_constant() -> None:
 def test_transition_detector_rejects_bad_grids() -> None:
     with pytest.raises(ValueError, match="min_levels"):
         TransitionDetector(min_levels=8, max_levels=5)
+
+
+def test_likelihood_resize_keeps_the_latest_scores_and_starts_the_distribution_afresh() -> None:
+    raws = [0.01 * i for i in range(37)]
+    lik = Likelihood(window=10, learn_period=5)
+    for r in raws:
+        lik.step(r)
+    lik.resize(4)
+    assert lik.ring == pytest.approx(raws[-4:])  # the 4 most recent, oldest first
+    assert (lik.count, lik.mean, lik.var) == (0, 0.0, 0.0)
+    lik.step(0.5)  # replaces the oldest
+    assert sorted(lik.ring) == pytest.approx(sorted([*raws[-3:], 0.5]))
+    assert lik.total == pytest.approx(sum(raws[-3:]) + 0.5)
+    lik.resize(60)  # growing: the ring fills up to the new size
+    for _ in range(10):
+        lik.step(0.1)
+    assert len(lik.ring) == 14
+    assert lik.total == pytest.approx(sum(raws[-3:]) + 0.5 + 1.0)
+    restored = Likelihood.from_snapshot(lik.snapshot())
+    assert [restored.step(0.2) for _ in range(3)] == [lik.step(0.2) for _ in range(3)]
+    with pytest.raises(ValueError, match="at least one score"):
+        lik.resize(0)
