@@ -234,11 +234,15 @@ def detect_file(
 ) -> dict[str, Any]:
     """Replay ``input_path``; write scores to ``output_path``. Returns row, sensor and event counts,
     and with ``labels`` (a 0/1 column of known anomalies, never shown to the detector) the backtest's
-    judgement under ``"backtest"`` (:class:`~streams.anomaly.backtest.Backtest`); ``fault_free``
-    judges the run as one known to have no anomaly (every label 0).
+    judgement under ``"backtest"`` (:class:`~streams.anomaly.backtest.Backtest`). ``fault_free``
+    judges a run without labels (no ``labels`` given, or the file lacks that column: a warning says
+    so) as one known to have no anomaly (every label 0).
 
     ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` rows and at the end."""
     table = read_table(input_path)
+    if labels and fault_free and labels not in table.header:
+        logger.warning("%s has no %r column: judged as a fault-free run", input_path, labels)
+        labels = None
     truth = read_labels(table, labels, timestamp_column, columns, input_path) if labels else None
     if truth is None and fault_free:
         truth = [0] * len(table.rows)
@@ -368,9 +372,6 @@ def backtest_folder(
         rel = path.relative_to(input_dir)
         out = output_dir / (rel if rel.suffix.lower() == ".csv" else rel.with_name(rel.name + ".csv"))
         try:
-            labelled = labels in read_table(path).header
-            if not labelled:
-                logger.warning("%s has no %r column: judged as a fault-free run", rel, labels)
             counts = detect_file(
                 path,
                 out,
@@ -379,8 +380,8 @@ def backtest_folder(
                 settings,
                 machine_id=rel.with_suffix("").as_posix(),
                 timestamp_format=timestamp_format,
-                labels=labels if labelled else None,
-                fault_free=not labelled,
+                labels=labels,
+                fault_free=True,  # a file without the labels column is a fault-free run
             )
         except InputFileError as exc:
             text = str(exc)
