@@ -23,15 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra.k8s_sync import deployed_config
 from ingest.signals import PlantSignals, ScheduledFault, parse_schedule, sensor_specs
 from streams.anomaly.config import AnomalySettings
 from streams.anomaly.monitor import MachineMonitor
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "plant.json"
-KUSTOMIZATION = REPO / "k8s" / "base" / "kustomization.yaml"
 MACHINES = ("m001", "m002", "m003", "m004")
 QUIET = "m002"
 WARMUP_H = 24
@@ -44,12 +42,9 @@ SEED = 11
 
 
 def deployed_settings() -> dict[str, str]:
-    """The MILLSTREAM_ANOMALY_* literals of the Kubernetes deployment's config map."""
-    doc = yaml.safe_load(KUSTOMIZATION.read_text(encoding="utf-8"))
-    (cm,) = [g for g in doc["configMapGenerator"] if g["name"] == "millstream-config"]
-    pairs = (lit.split("=", 1) for lit in cm["literals"])
+    """The MILLSTREAM_ANOMALY_* literals of the Kubernetes deployment's config map, by field name."""
     prefix = "MILLSTREAM_ANOMALY_"
-    return {k.removeprefix(prefix).lower(): v for k, v in pairs if k.startswith(prefix)}
+    return {k.removeprefix(prefix).lower(): v for k, v in deployed_config(prefix).items()}
 
 
 def run(settings: AnomalySettings, hours: float, schedule: list[ScheduledFault]) -> dict[str, Any]:

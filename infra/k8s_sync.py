@@ -50,6 +50,15 @@ class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
     """Block style for multi-line strings (rule expressions, dashboard JSON)."""
 
 
+def deployed_config(prefix: str = "") -> dict[str, str]:
+    """The literals of the deployment's ``millstream-config`` config map (k8s/base) whose names start
+    with ``prefix``: the settings a job gets when deployed, for tests and benchmarks that run it so."""
+    doc = yaml.safe_load((REPO / "k8s" / "base" / "kustomization.yaml").read_text(encoding="utf-8"))
+    (cm,) = [g for g in doc["configMapGenerator"] if g["name"] == "millstream-config"]
+    pairs = (lit.split("=", 1) for lit in cm["literals"])
+    return {k: v for k, v in pairs if k.startswith(prefix)}
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)

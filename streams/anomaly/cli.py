@@ -82,11 +82,16 @@ def register(sub: Any) -> None:
     r.set_defaults(func=run_nab_run)
 
 
+def _columns(text: str | None) -> list[str] | None:
+    """--columns 'a, b,c' as a list; None when not given."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
 def run_detect(args: argparse.Namespace) -> int:
     from streams.anomaly.config import AnomalySettings
     from streams.anomaly.detect import detect_file
 
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    columns = _columns(args.columns)
     with _progress_bar("detect", not args.quiet and sys.stderr.isatty()) as advance:
         counts = detect_file(
             args.input,
@@ -117,7 +122,7 @@ def run_backtest(args: argparse.Namespace) -> int:
     from streams.anomaly.config import AnomalySettings
     from streams.anomaly.detect import backtest_folder
 
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    columns = _columns(args.columns)
     with _progress_bar("backtest", not args.quiet and sys.stderr.isatty()) as advance:
         results = backtest_folder(
             args.input_dir,

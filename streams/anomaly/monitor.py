@@ -88,8 +88,7 @@ class MachineMonitor:
         self.transitions: dict[str, TransitionDetector] = {}
         self.last_features: dict[str, dict[str, float]] = {}
         self.machine = MachineDetector(s.hst_trees, s.hst_height, s.hst_window, s.seed, s.hst_backend)
-        self.lik_window = s.likelihood_window  # readings the calibrators average (LIKELIHOOD_WINDOW_S)
-        self.machine_lik = self._likelihood()
+        self.machine_lik = self._likelihood(s.likelihood_window)
         self.gate = EventGate(
             s.enter,
             s.exit,
@@ -115,11 +114,20 @@ class MachineMonitor:
         self.relation: RelationDetector | None = None  # created at the 2nd reading or later with 2+ sensors
         self.rel_liks: dict[str, Likelihood] = {}
 
-    def _likelihood(self) -> Likelihood:
+    def _likelihood(self, window: int | None = None) -> Likelihood:
+        """A calibrator averaging ``window`` readings (default: as many as the machine's others)."""
         s = self.settings
         return Likelihood(
-            self.lik_window, s.likelihood_alpha, learn_period=s.warmup, var_floor=s.likelihood_var_floor
+            window or self.lik_window,
+            s.likelihood_alpha,
+            learn_period=s.warmup,
+            var_floor=s.likelihood_var_floor,
         )
+
+    @property
+    def lik_window(self) -> int:
+        """Readings the calibrators average (LIKELIHOOD_WINDOW, or more by LIKELIHOOD_WINDOW_S)."""
+        return self.machine_lik.window
 
     def _calibrators(self) -> list[Likelihood]:
         return [*self.liks.values(), *self.seq_liks.values(), *self.rel_liks.values(), self.machine_lik]
@@ -137,7 +145,6 @@ class MachineMonitor:
             return
         window = min(MAX_WINDOW, max(s.likelihood_window, round(s.likelihood_window_s / gap_s)))
         if window != self.lik_window:
-            self.lik_window = window
             for lik in self._calibrators():
                 lik.resize(window)
 
@@ -390,7 +397,6 @@ class MachineMonitor:
             "credit": self.credit,
             "adapt_left": self.adapt_left,
             "first_ms": self.first_ms,
-            "lik_window": self.lik_window,
             "runs": {k: list(r) for k, r in self.runs.items()},
             "windows": {k: w.snapshot() for k, w in self.windows.items()},
             "sensors": {k: d.snapshot() for k, d in self.sensors.items()},
@@ -428,7 +434,6 @@ class MachineMonitor:
             m.beyond = {k: [float(x) for x in r] for k, r in state.get("beyond", {}).items()}
             m.suspect = int(state.get("suspect", 0))
             m.first_ms = None if state.get("first_ms") is None else int(state["first_ms"])
-            m.lik_window = int(state.get("lik_window", m.settings.likelihood_window))
             m.runs = {k: [float(x) for x in r] for k, r in state.get("runs", {}).items()}
             m.windows = {k: SensorWindow.from_snapshot(v) for k, v in state["windows"].items()}
             m.sensors = {k: SensorDetector.from_snapshot(v) for k, v in state["sensors"].items()}

@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from infra.k8s_sync import deployed_config
 from infra.pipeline import LocalPipeline, PipelineOptions
 from infra.procs import wait_until
 
@@ -37,18 +36,8 @@ SCHEDULE = [  # MACHINE:KIND:START_S:DURATION_S[:MAGNITUDE|SENSOR], after the wa
     "m001:sensor_stuck:104400:1800:noise",
     "m003:pressure_leak:104400:3600",
 ]
-KUSTOMIZATION = Path(__file__).resolve().parents[2] / "k8s" / "base" / "kustomization.yaml"
-
-
-def deployed_anomaly_settings() -> dict[str, str]:
-    """The MILLSTREAM_ANOMALY_* settings of the Kubernetes deployment: the job runs here as deployed."""
-    doc = yaml.safe_load(KUSTOMIZATION.read_text())
-    (cm,) = [g for g in doc["configMapGenerator"] if g["name"] == "millstream-config"]
-    pairs = (lit.split("=", 1) for lit in cm["literals"])
-    return {k: v for k, v in pairs if k.startswith("MILLSTREAM_ANOMALY_")}
-
-
-PLANT_SETTINGS = deployed_anomaly_settings()
+# The MILLSTREAM_ANOMALY_* settings of the Kubernetes deployment: the job runs here as deployed.
+PLANT_SETTINGS = deployed_config("MILLSTREAM_ANOMALY_")
 assert PLANT_SETTINGS.get("MILLSTREAM_ANOMALY_WARMUP_HOURS") == str(WARMUP_H), PLANT_SETTINGS
 # A fault is detectable when it lasts at least 10 scans: the calibration averages 10 readings and the
 # stuck-sensor check needs 5 identical ones, so a shorter fault can end before any score has moved.
