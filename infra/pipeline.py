@@ -154,17 +154,39 @@ class LocalPipeline:
         return {}
 
     def end_offsets(self, topic: str) -> int:
-        """Records ever written to a topic (sum of partition high watermarks)."""
+        """Records ever written to a topic (sum of its partitions' exact end offsets)."""
+        return sum(self.partition_ends(topic).values())
+
+    def partition_ends(self, topic: str) -> dict[int, int]:
+        """Per partition: the offset after its last record.
+
+        Read from the partition itself, not taken from the reported high watermark alone: a broker may
+        report the high watermark as the base offset of the last record batch + 1 (the local test
+        broker does), which would end a drained-check while a worker is still inside that batch. The
+        last record is read from the reported end - 1 onwards; on Apache Kafka that is one record.
+        """
         from confluent_kafka import Consumer, TopicPartition
 
         c = Consumer(
             {**self.kafka.librdkafka(), "group.id": "millstream-inspect", "enable.auto.commit": False}
         )
         try:
-            md = c.list_topics(topic, timeout=10).topics[topic]
-            return sum(
-                c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions
-            )
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            ends: dict[int, int] = {}
+            tail = []
+            for p in parts:
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                ends[p] = hi
+                if hi > lo:
+                    tail.append(TopicPartition(topic, p, max(lo, hi - 1)))
+            if tail:
+                c.assign(tail)
+                while msgs := c.consume(500, 0.5):
+                    for m in msgs:
+                        part, offset = m.partition(), m.offset()
+                        if not m.error() and part is not None and offset is not None:
+                            ends[part] = max(ends[part], offset + 1)
+            return ends
         finally:
             c.close()
 
@@ -195,27 +217,20 @@ class LocalPipeline:
 
     def group_lag(self, group: str, topic: str) -> int:
         """End offsets minus the group's committed offsets, summed over partitions."""
-        # max(0, …): a committed offset past the reported end is drained too (some brokers report the
-        # end of a partition one short for a moment after a multi-record batch).
-        return sum(max(0, lag) for lag in self.partition_lags(group, topic).values())
+        return sum(self.partition_lags(group, topic).values())
 
     def partition_lags(self, group: str, topic: str) -> dict[int, int]:
-        """Per partition: end offset minus the group's committed offset."""
+        """Per partition: exact end offset (:meth:`partition_ends`) minus the group's committed offset."""
         from confluent_kafka import Consumer, TopicPartition
 
+        ends = self.partition_ends(topic)
         c = Consumer({**self.kafka.librdkafka(), "group.id": group, "enable.auto.commit": False})
         try:
-            md = c.list_topics(topic, timeout=10).topics[topic]
-            tps = [TopicPartition(topic, p) for p in md.partitions]
+            tps = [TopicPartition(topic, p) for p in ends]
             committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
-            lags = {}
-            for tp in tps:
-                hi = c.get_watermark_offsets(tp, timeout=10)[1]
-                pos = committed.get(tp.partition, -1)
-                lags[tp.partition] = hi - (pos if pos >= 0 else 0)
-            return lags
         finally:
             c.close()
+        return {p: end - max(0, committed.get(p, -1)) for p, end in ends.items()}
 
     def wait_drained(self, group: str, topic: str, timeout: float) -> bool:
         """Wait until ``group`` has committed everything in ``topic``."""
