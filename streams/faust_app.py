@@ -3,18 +3,24 @@
 * One processor per assigned input partition; windows are keyed by (machine, sensor) and a machine
   always lands in one partition (the gateway keys by machine), so watermarks are per partition.
 * State: each key's snapshot lives in a Faust table (in memory, backed by a changelog topic). It is
-  written right after the record that changed it, before Faust commits that record's offset, so the
-  state is never behind the committed offsets. After a crash the records since the last commit are
-  replayed; the window operator counts a (machine, sensor, event time) once, so replays do not
-  double-count.
+  written right after the record that changed it, before Faust commits that record's offset. After a
+  crash the records since the last commit are replayed; the window operator counts a (machine,
+  sensor, event time) once, so replays do not double-count.
+* The partition's metadata in the table also records the next input offset its state has not seen,
+  and every record is checked against it. If the consumer delivers a later offset (a restarted
+  worker whose last state writes before a crash never reached the changelog; a consumer that skipped
+  a record, which we have seen at start-up), the records in between are read from Kafka directly and
+  processed first.
 * Delivery: at-least-once to the output topics; a window re-emitted after a crash carries the same
   identity and version, and ClickHouse's ReplacingMergeTree keeps one row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import faust
@@ -31,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 TABLE_SEP = "\x1e"  # partition <RS> key
 META = "__meta__"
+# A larger gap between the restored state and the consumer's position is an operator's offset reset
+# (skipping a backlog on purpose), not records lost on the way: it is logged and not read back.
+CATCH_UP_MAX = 100_000
 
 
 def _broker_url(kafka: KafkaSettings) -> str:
@@ -137,6 +146,8 @@ def create_app(
             else:
                 keys[name] = v
         out = proc.restore(keys, meta)
+        if meta and meta.get("next_offset") is not None:
+            positions[partition] = int(meta["next_offset"])
         if keys:
             logger.info(
                 "partition %s: restored %d keys, watermark %s", partition, len(keys), proc.op.watermark
@@ -155,13 +166,45 @@ def create_app(
         state.data[key] = value
         state.send_changelog(partition, key, value)
 
-    def persist(proc: PartitionProcessor, last_wm: int) -> None:
+    def persist(proc: PartitionProcessor, last_wm: int, offset_moved: bool) -> None:
+        # Keys first, then the metadata with the next offset: a changelog cut short after a crash can
+        # hold a key newer than the metadata (that record is replayed and counted once), never older.
         prefix = f"{proc.partition}{TABLE_SEP}"
         for k, snap in proc.dirty_state().items():
             value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
             put(proc.partition, (prefix + k).encode(), value)
-        if proc.op.watermark != last_wm:
-            put(proc.partition, (prefix + META).encode(), json.dumps(proc.meta_state()).encode())
+        if offset_moved or proc.op.watermark != last_wm:
+            meta = {**proc.meta_state(), "next_offset": positions.get(proc.partition)}
+            put(proc.partition, (prefix + META).encode(), json.dumps(meta).encode())
+
+    async def handle(proc: PartitionProcessor, value: bytes | None, offset: int, key: bytes | None) -> None:
+        last_wm = proc.op.watermark
+        out = proc.handle(value, offset, key)
+        await publish(out)
+        positions[proc.partition] = offset + 1
+        persist(proc, last_wm, offset_moved=True)
+
+    async def catch_up(proc: PartitionProcessor, start: int, end: int) -> None:
+        """Process input offsets [start, end) read from Kafka directly (see the module docstring)."""
+        if end - start > CATCH_UP_MAX:
+            logger.warning(
+                "partition %s: the consumer resumed at offset %s, %s records after the restored state's"
+                " next offset %s; more than %s, so taken as a deliberate offset reset: not read",
+                proc.partition, end, end - start, start, CATCH_UP_MAX,
+            )  # fmt: skip
+            return
+        topic, partition = topics.topic_readings, proc.partition
+        records = await asyncio.to_thread(read_range, kafka, topic, partition, start, end)
+        if records:
+            logger.warning(
+                "partition %s: the consumer delivered offset %s but the state has not seen offsets %s..%s;"
+                " read %s records of them from Kafka directly",
+                partition, end, start, end - 1, len(records),
+            )  # fmt: skip
+        else:  # offsets of transaction markers or aborted records: nothing to process
+            logger.debug("partition %s: offsets %s..%s hold no records", partition, start, end - 1)
+        for offset, key, value in records:
+            await handle(proc, value, offset, key)
 
     @app.agent(readings, name="windows")
     async def windows_agent(events: Any) -> None:
@@ -169,11 +212,10 @@ def create_app(
             msg = event.message
             proc, restored = processor_for(msg.partition)
             await publish(restored)
-            last_wm = proc.op.watermark
-            out = proc.handle(event.value, msg.offset, msg.key)
-            await publish(out)
-            persist(proc, last_wm)
-            positions[msg.partition] = msg.offset + 1
+            expected = positions.get(msg.partition)
+            if expected is not None and msg.offset > expected:
+                await catch_up(proc, expected, msg.offset)
+            await handle(proc, event.value, msg.offset, msg.key)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust's decorators are untyped
     async def tick() -> None:
@@ -181,7 +223,7 @@ def create_app(
         for proc in list(processors.values()):
             last_wm = proc.op.watermark
             await publish(proc.on_idle(wall))
-            persist(proc, last_wm)
+            persist(proc, last_wm, offset_moved=False)
         started = [p.op.watermark for p in processors.values() if p.op.watermark > 0]
         if started:  # the slowest partition is the job's watermark
             WATERMARK.labels(STAGE).set(min(started))
@@ -198,8 +240,49 @@ def create_app(
         for tp in revoked:
             if tp.topic == topics.topic_readings:
                 processors.pop(tp.partition, None)
+                positions.pop(tp.partition, None)
 
     return app
+
+
+def read_range(
+    kafka: KafkaSettings, topic: str, partition: int, start: int, end: int, timeout_s: float = 60.0
+) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of the records of one partition in [start, end), read without a group."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf = {
+        **kafka.librdkafka(),
+        "group.id": "millstream-catch-up",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",  # records already deleted by retention: from the oldest kept
+        "isolation.level": "read_uncommitted",  # what the Faust consumer reads
+    }
+    c = Consumer(conf)
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    try:
+        c.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                logger.warning("partition %s: reading offsets %s..%s: %s", partition, start, end, msg.error())
+                continue
+            offset = msg.offset()
+            if offset is None or offset >= end:
+                return out
+            out.append((offset, msg.key(), msg.value()))
+            if offset == end - 1:
+                return out
+        logger.error(
+            "partition %s: read %s of the records in offsets %s..%s within %.0f s; the rest are skipped",
+            partition, len(out), start, end - 1, timeout_s,
+        )  # fmt: skip
+        return out
+    finally:
+        c.close()
 
 
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:
