@@ -26,6 +26,11 @@ DEAD_LETTERS = Counter(
     "Records sent to the dead-letter or late topic, by reason code.",
     ["stage", "reason"],
 )
+CATCH_UP_RECORDS = Counter(
+    "millstream_catch_up_records",
+    "Input records a stream worker's consumer did not deliver and the worker read from Kafka directly.",
+    ["stage"],
+)
 CONSUMER_LAG = Gauge(
     "millstream_consumer_lag_records",
     "High watermark minus position, per input partition.",

@@ -6,11 +6,11 @@
   written right after the record that changed it, before Faust commits that record's offset. After a
   crash the records since the last commit are replayed; the window operator counts a (machine,
   sensor, event time) once, so replays do not double-count.
-* The partition's metadata in the table also records the next input offset its state has not seen,
-  and every record is checked against it. If the consumer delivers a later offset (a restarted
-  worker whose last state writes before a crash never reached the changelog; a consumer that skipped
-  a record, which we have seen at start-up), the records in between are read from Kafka directly and
-  processed first.
+* Every value written to the table also records the next input offset the partition's state has
+  fully seen, and every record is checked against it. If the consumer delivers a later offset (a
+  restarted worker whose last state writes before a crash never reached the changelog; a consumer
+  that skipped a record, which we have seen at start-up), the records in between are read from Kafka
+  directly and processed first.
 * Delivery: at-least-once to the output topics; a window re-emitted after a crash carries the same
   identity and version, and ClickHouse's ReplacingMergeTree keeps one row.
 """
@@ -28,7 +28,7 @@ import faust
 from schemas.config import KafkaSettings, TopicSettings
 from schemas.exceptions import DECODE_ERROR, INVALID_RECORD, TOO_LATE, UNKNOWN_SCHEMA
 from schemas.serde import Serde
-from sinks.metrics import CONSUMER_LAG, WATERMARK, precreate
+from sinks.metrics import CATCH_UP_RECORDS, CONSUMER_LAG, WATERMARK, precreate
 from streams.config import StreamSettings
 from streams.pipeline import STAGE, Outputs, PartitionProcessor, now_ms
 from streams.spc.config import SpcSettings
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_SEP = "\x1e"  # partition <RS> key
 META = "__meta__"
+NEXT = "next_offset"  # in every value written: the next input offset the partition's state has not seen
 # A larger gap between the restored state and the consumer's position is an operator's offset reset
 # (skipping a backlog on purpose), not records lost on the way: it is logged and not read back.
 CATCH_UP_MAX = 100_000
@@ -112,6 +113,7 @@ def create_app(
     processors: dict[int, PartitionProcessor] = {}
     spc = SpcSettings()
     precreate(STAGE, (DECODE_ERROR, UNKNOWN_SCHEMA, INVALID_RECORD, TOO_LATE), (spc.chart, spc.rules))
+    CATCH_UP_RECORDS.labels(STAGE)
     positions: dict[int, int] = {}
 
     async def publish(out: Outputs) -> None:
@@ -146,8 +148,11 @@ def create_app(
             else:
                 keys[name] = v
         out = proc.restore(keys, meta)
-        if meta and meta.get("next_offset") is not None:
-            positions[partition] = int(meta["next_offset"])
+        # The changelog is written in input order and a crash can only cut off its end, so the highest
+        # mark restored is the state's true position.
+        marks = [v[NEXT] for v in (*keys.values(), meta) if isinstance(v, dict) and v.get(NEXT) is not None]
+        if marks:
+            positions[partition] = int(max(marks))
         if keys:
             logger.info(
                 "partition %s: restored %d keys, watermark %s", partition, len(keys), proc.op.watermark
@@ -166,23 +171,30 @@ def create_app(
         state.data[key] = value
         state.send_changelog(partition, key, value)
 
-    def persist(proc: PartitionProcessor, last_wm: int, offset_moved: bool) -> None:
-        # Keys first, then the metadata with the next offset: a changelog cut short after a crash can
-        # hold a key newer than the metadata (that record is replayed and counted once), never older.
+    def persist(proc: PartitionProcessor, last_wm: int, offset: int | None) -> None:
+        """Write what changed; ``offset`` is the input record just handled (None on the timer).
+
+        Every value written carries the next input offset the state has fully seen: the last write
+        of a record carries offset + 1, the ones before it still carry offset (a crash between them
+        re-reads the record, which is counted once)."""
         prefix = f"{proc.partition}{TABLE_SEP}"
-        for k, snap in proc.dirty_state().items():
+        writes = list(proc.dirty_state().items())
+        if proc.op.watermark != last_wm:
+            writes.append((META, proc.meta_state()))
+        done = positions.get(proc.partition)
+        last = len(writes) - 1
+        for i, (k, snap) in enumerate(writes):
+            if snap is not None and done is not None:
+                snap[NEXT] = offset if offset is not None and i < last else done
             value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
             put(proc.partition, (prefix + k).encode(), value)
-        if offset_moved or proc.op.watermark != last_wm:
-            meta = {**proc.meta_state(), "next_offset": positions.get(proc.partition)}
-            put(proc.partition, (prefix + META).encode(), json.dumps(meta).encode())
 
     async def handle(proc: PartitionProcessor, value: bytes | None, offset: int, key: bytes | None) -> None:
         last_wm = proc.op.watermark
         out = proc.handle(value, offset, key)
         await publish(out)
         positions[proc.partition] = offset + 1
-        persist(proc, last_wm, offset_moved=True)
+        persist(proc, last_wm, offset)
 
     async def catch_up(proc: PartitionProcessor, start: int, end: int) -> None:
         """Process input offsets [start, end) read from Kafka directly (see the module docstring)."""
@@ -196,6 +208,7 @@ def create_app(
         topic, partition = topics.topic_readings, proc.partition
         records = await asyncio.to_thread(read_range, kafka, topic, partition, start, end)
         if records:
+            CATCH_UP_RECORDS.labels(STAGE).inc(len(records))
             logger.warning(
                 "partition %s: the consumer delivered offset %s but the state has not seen offsets %s..%s;"
                 " read %s records of them from Kafka directly",
@@ -223,7 +236,7 @@ def create_app(
         for proc in list(processors.values()):
             last_wm = proc.op.watermark
             await publish(proc.on_idle(wall))
-            persist(proc, last_wm, offset_moved=False)
+            persist(proc, last_wm, None)
         started = [p.op.watermark for p in processors.values() if p.op.watermark > 0]
         if started:  # the slowest partition is the job's watermark
             WATERMARK.labels(STAGE).set(min(started))
