@@ -96,8 +96,19 @@ def pipeline_health() -> dict[str, Any]:
             per_second(f"millstream_decode_errors_total{{{C}}}", "component, stage"),
             "{{stage}}",
             unit="ops",
-            span=24,
+            span=12,
             height=6,
+        ),
+        prom_ts(
+            "Records re-read after a gap / s",
+            per_second(f"millstream_catch_up_records_total{{{C}}}", "component, stage"),
+            "{{stage}}",
+            unit="ops",
+            span=12,
+            height=6,
+            description="Input records the Faust worker's consumer did not deliver (after a restart, or "
+            "skipped) that the worker read from Kafka directly: nothing was lost. Steady non-zero: "
+            "look at the worker's log.",
         ),
     )
 
