@@ -221,16 +221,20 @@ class LocalPipeline:
 
     def partition_lags(self, group: str, topic: str) -> dict[int, int]:
         """Per partition: exact end offset (:meth:`partition_ends`) minus the group's committed offset."""
+        ends = self.partition_ends(topic)
+        committed = self.committed_offsets(group, topic, list(ends))
+        return {p: end - committed[p] for p, end in ends.items()}
+
+    def committed_offsets(self, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
+        """Per partition: the group's committed offset (0 where it has committed none)."""
         from confluent_kafka import Consumer, TopicPartition
 
-        ends = self.partition_ends(topic)
         c = Consumer({**self.kafka.librdkafka(), "group.id": group, "enable.auto.commit": False})
         try:
-            tps = [TopicPartition(topic, p) for p in ends]
-            committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
+            tps = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         finally:
             c.close()
-        return {p: end - max(0, committed.get(p, -1)) for p, end in ends.items()}
+        return {tp.partition: max(0, tp.offset) for tp in tps}
 
     def wait_drained(self, group: str, topic: str, timeout: float) -> bool:
         """Wait until ``group`` has committed everything in ``topic``."""

@@ -200,8 +200,8 @@ def create_app(
         """Process input offsets [start, end) read from Kafka directly (see the module docstring)."""
         if end - start > CATCH_UP_MAX:
             logger.warning(
-                "partition %s: the consumer resumed at offset %s, %s records after the restored state's"
-                " next offset %s; more than %s, so taken as a deliberate offset reset: not read",
+                "partition %s: the consumer delivered offset %s, %s records after the state's next"
+                " offset %s; more than %s, so taken as a deliberate offset reset: not read",
                 proc.partition, end, end - start, start, CATCH_UP_MAX,
             )  # fmt: skip
             return

@@ -83,15 +83,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                    300, "the first worker to emit windows", 0.5)  # fmt: skip
 
         # Killed as soon as every reading of the first part is processed and its offset committed (the
-        # lag is exact: partition_lags reads each partition's last record). Two things then go wrong
+        # end is exact: partition_ends reads each partition's last record). Two things then go wrong
         # underneath, and the restart must not lose a reading to either: the last state writes may not
         # have reached the changelog yet (or the local broker's high watermark, the base offset of the
         # last record batch + 1, cuts them off the recovery), and the restarted consumer can resume past
         # a record. The worker reads what its restored state has not seen from Kafka directly.
         def caught_up() -> bool:
             pipe.check_alive()
-            lags = pipe.partition_lags("millstream-windows", pipe.topics.topic_readings)
-            return lags == {0: 0} and pipe.end_offsets(pipe.topics.topic_readings) == len(first)
+            done = {0: len(first)}
+            return pipe.committed_offsets("millstream-windows", pipe.topics.topic_readings, [0]) == done and (
+                pipe.partition_ends(pipe.topics.topic_readings) == done
+            )
 
         wait_until(caught_up, 300, "the first worker to catch up", 0.5)
         worker.signal(signal.SIGKILL)
