@@ -104,6 +104,7 @@ def register(subparsers: Any) -> None:
     )
     rebuild.add_argument("--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD")
     rebuild.add_argument("--to", dest="last", type=_day, required=True, metavar="YYYY-MM-DD")
+    rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     rebuild.set_defaults(func=run_rollups_rebuild)
 
 
@@ -251,12 +252,14 @@ def run_metadata_load(args: argparse.Namespace) -> int:
 
 
 def run_rollups_rebuild(args: argparse.Namespace) -> int:
+    from infra.progress import progress_bar
     from sinks.clickhouse import connect
     from sinks.rollups import rebuild
 
     client = connect()
     try:
-        windows = rebuild(client, args.first, args.last)
+        with progress_bar("rebuild", not args.quiet and sys.stderr.isatty()) as advance:
+            windows = rebuild(client, args.first, args.last, advance)
     finally:
         client.close()
     print(f"rebuilt rollups of {args.first}..{args.last} from {windows} window(s)")

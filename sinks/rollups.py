@@ -2,16 +2,17 @@
 
 The materialized views roll up each tumbling window once, at its first emission (version 0); a
 version-0 window written twice by different inserts counts twice (see migration 0008). A rebuild
-deletes the days' rows from rollup_1m, rollup_1h and rollup_1d and inserts rollup_1m again from
-``window_aggregates FINAL`` (the latest version of each window, late updates included); the
-cascade views fill rollup_1h and rollup_1d from that insert. Rebuild days that are complete (older
-than the stream job's allowed lateness) and while no sink writes those days.
+goes a day at a time: it deletes the day's rows from rollup_1m, rollup_1h and rollup_1d and inserts
+rollup_1m again from ``window_aggregates FINAL`` (the latest version of each window, late updates
+included); the cascade views fill rollup_1h and rollup_1d from that insert. Rebuild days that are
+complete (older than the stream job's allowed lateness) and while no sink writes those days.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sinks.exceptions import SinkError
@@ -53,24 +54,46 @@ _COUNT = (
 )
 
 
-def rebuild(client: Client, first: dt.date, last: dt.date) -> int:
-    """Recompute the rollups of the days ``first`` .. ``last`` (UTC, inclusive); returns windows used."""
+def rebuild(
+    client: Client, first: dt.date, last: dt.date, progress: Callable[[int, int, str], None] | None = None
+) -> int:
+    """Recompute the rollups of the days ``first`` .. ``last`` (UTC, inclusive), one day at a time;
+    returns the windows used. ``progress(days_done, days, day)`` is called after each day.
+
+    A day is deleted and inserted again before the next one starts, so a failure leaves the days
+    before it rebuilt, the days after it as they were, and that day possibly empty: the error says
+    which day to start again from."""
     if last < first:
         msg = f"--to {last} is before --from {first}"
         raise SinkError(msg)
-    days = {"first": first, "last": last}
-    try:
-        for table in ("rollup_1m", "rollup_1h", "rollup_1d"):
-            client.command(_DELETE, parameters={"table": table, **days})
-        # No block deduplication: the deleted rows' blocks may be identical to the new ones.
-        client.command(
-            _INSERT,
-            parameters=days,
-            settings={"insert_deduplicate": 0, "deduplicate_blocks_in_dependent_materialized_views": 0},
-        )
-        windows = int(str(client.command(_COUNT, parameters=days)))
-    except Exception as exc:
-        msg = f"rollup rebuild of {first}..{last} failed: {exc}"
-        raise SinkError(msg) from exc
-    logger.info("rebuilt rollups of %s..%s from %d windows", first, last, windows)
-    return windows
+    days = (last - first).days + 1
+    total = 0
+    for i in range(days):
+        day = first + dt.timedelta(days=i)
+        try:
+            total += _rebuild_day(client, day)
+        except Exception as exc:
+            done = f"{first}..{day - dt.timedelta(days=1)} are rebuilt; " if day > first else ""
+            msg = (
+                f"rollup rebuild of {day} failed: {exc}. {done}{day}'s rollups may be incomplete: "
+                f"run `millstream rollups rebuild --from {day} --to {last}` again"
+            )
+            raise SinkError(msg) from exc
+        if progress is not None:
+            progress(i + 1, days, str(day))
+    logger.info("rebuilt rollups of %s..%s from %d windows", first, last, total)
+    return total
+
+
+def _rebuild_day(client: Client, day: dt.date) -> int:
+    """Delete one day's rollup rows and insert them again from the final windows; returns windows used."""
+    days = {"first": day, "last": day}
+    for table in ("rollup_1m", "rollup_1h", "rollup_1d"):
+        client.command(_DELETE, parameters={"table": table, **days})
+    # No block deduplication: the deleted rows' blocks may be identical to the new ones.
+    client.command(
+        _INSERT,
+        parameters=days,
+        settings={"insert_deduplicate": 0, "deduplicate_blocks_in_dependent_materialized_views": 0},
+    )
+    return int(str(client.command(_COUNT, parameters=days)))

@@ -8,12 +8,10 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-Advance = Callable[..., None]  # (done, total, description="")
+from infra.progress import progress_bar
 
 DEFAULT_NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
@@ -92,7 +90,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from streams.anomaly.detect import detect_file
 
     columns = _columns(args.columns)
-    with _progress_bar("detect", not args.quiet and sys.stderr.isatty()) as advance:
+    with progress_bar("detect", not args.quiet and sys.stderr.isatty()) as advance:
         counts = detect_file(
             args.input,
             args.output,
@@ -123,7 +121,7 @@ def run_backtest(args: argparse.Namespace) -> int:
     from streams.anomaly.detect import backtest_folder
 
     columns = _columns(args.columns)
-    with _progress_bar("backtest", not args.quiet and sys.stderr.isatty()) as advance:
+    with progress_bar("backtest", not args.quiet and sys.stderr.isatty()) as advance:
         results = backtest_folder(
             args.input_dir,
             args.output_dir,
@@ -196,32 +194,6 @@ def run_nab_score(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _progress_bar(label: str, show: bool) -> Iterator[Advance | None]:
-    """A progress bar on stderr while the block runs (when ``show``); yields its update function
-    ``(done, total, description="")``, or None."""
-    if not show:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("", total=None)
-
-        def update(done: int, total: int, description: str = "") -> None:
-            bar.update(task, completed=done, total=total, description=description)
-
-        yield update
-
-
 def run_nab_run(args: argparse.Namespace) -> int:
     from streams.anomaly.config import AnomalySettings
     from streams.anomaly.nab import data_files, score_corpus
@@ -230,7 +202,7 @@ def run_nab_run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="millstream-nab-") as tmp:
         output = args.output or Path(tmp)
         total = len(data_files(args.nab_root))
-        with _progress_bar("NAB", not args.quiet and sys.stderr.isatty()) as advance:
+        with progress_bar("NAB", not args.quiet and sys.stderr.isatty()) as advance:
             done = 0
 
             def on_file(name: str) -> None:

@@ -124,3 +124,38 @@ def test_a_window_written_again_by_another_insert_counts_twice_until_rebuilt(
     assert after_other.result_rows == before_other.result_rows  # other days untouched
     assert main(["rollups", "rebuild", "--from", "2026-01-02", "--to", "2026-01-01"]) == 1
     assert "is before --from" in capsys.readouterr().err
+
+
+def test_rebuild_goes_a_day_at_a_time_and_a_failure_names_the_day_to_resume_from(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    from sinks.exceptions import SinkError
+    from sinks.rollups import rebuild
+
+    day = 86_400_000
+    write(
+        ch,
+        ch_settings,
+        [make_window(window_start=T0 + d * day, window_end=T0 + d * day + 10_000) for d in range(3)],
+    )
+    seen: list[tuple[int, int, str]] = []
+    assert rebuild(ch, dt.date(2026, 1, 1), dt.date(2026, 1, 3), lambda *a: seen.append(a)) == 3
+    assert seen == [(1, 3, "2026-01-01"), (2, 3, "2026-01-02"), (3, 3, "2026-01-03")]
+
+    class FailsOnSecondDay:
+        """The real client, but its insert for 2026-01-02 fails (a server error cannot be provoked on
+        demand in the embedded engine)."""
+
+        def command(self, sql: str, parameters: dict[str, Any], **kw: Any) -> Any:
+            if sql.lstrip().startswith("INSERT") and parameters["first"] == dt.date(2026, 1, 2):
+                raise OperationalError("connection reset")
+            return ch.command(sql, parameters=parameters, **kw)
+
+    with pytest.raises(SinkError) as err:
+        rebuild(FailsOnSecondDay(), dt.date(2026, 1, 1), dt.date(2026, 1, 3))  # type: ignore[arg-type]
+    text = str(err.value)
+    assert "rollup rebuild of 2026-01-02 failed: connection reset" in text
+    assert "2026-01-01..2026-01-01 are rebuilt" in text
+    assert "--from 2026-01-02 --to 2026-01-03" in text
+    days = ch.query("SELECT toString(bucket), windows FROM v_rollup_1d ORDER BY bucket").result_rows
+    assert days == [("2026-01-01", 1), ("2026-01-03", 1)]  # the failed day is empty, the next untouched
