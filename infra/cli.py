@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -94,6 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("millstream: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`millstream sql ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush cannot fail again
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
+    except OSError as exc:  # a file that cannot be read or written: one line, the traceback with -vv
+        logging.getLogger(__name__).debug("%s", exc, exc_info=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"millstream: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

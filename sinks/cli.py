@@ -16,9 +16,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_READ_PREFIXES = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS", "(")
-
-
 def register(subparsers: Any) -> None:
     sink = subparsers.add_parser(
         "sink",
@@ -212,17 +209,19 @@ def run_sql(args: argparse.Namespace) -> int:
     from sinks.clickhouse import connect, error_text
     from sinks.exceptions import SinkError
     from sinks.output import write_result
+    from sinks.statements import one_statement
 
+    parsed = one_statement(args.query)
+    statement = parsed.text  # the statement the user typed (one; its trailing ';' removed)
     client = connect()
     try:
-        statement = args.query.strip().rstrip(";").strip()
-        if not statement:
-            msg = "no SQL statement given"
-            raise SinkError(msg)
         try:
-            if statement.lstrip("( \n\t").upper().startswith(_READ_PREFIXES):
+            if parsed.returns_rows:
                 result = client.query(statement)
                 columns, rows = list(result.column_names), [list(r) for r in result.result_rows]
+                if not columns:  # the embedded engine names no columns of an empty result
+                    header = client.raw_query(statement, fmt="TabSeparatedWithNames")
+                    columns = header.decode().split("\n", 1)[0].split("\t") if header.strip() else []
             else:
                 client.command(statement)
                 print("OK")

@@ -272,3 +272,38 @@ def test_every_setting_names_its_environment_variable(cls: Any) -> None:
     for name, field in cls.model_fields.items():
         env = "MILLSTREAM_DATA_DIR" if name == "data_dir" else f"{prefix}{name}".upper()
         assert (field.description or "").startswith(f"{env}:"), name
+
+
+def test_sql_runs_one_statement_however_it_is_written(
+    filled: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = "SELECT count() AS n FROM window_aggregates"
+    for text in (
+        f"-- how many windows\n{count}",  # pasted from a .sql file
+        f"/* a; b */ {count} ; -- done",
+        "FROM window_aggregates SELECT count() AS n",  # ClickHouse's FROM-first form
+        f"{count} WHERE machine_id != 'a;b' OR machine_id = 'it''s;'",  # ';' inside strings
+    ):
+        assert main(["sql", text, "--format", "csv"]) == 0, text
+        assert capsys.readouterr().out == f"n\n{len(NAMES)}\n", text
+
+
+def test_sql_refuses_several_statements_and_a_format_clause(
+    filled: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sql", "SELECT 1; DROP TABLE alerts"]) == 1
+    err = capsys.readouterr().err
+    assert "one statement at a time: the text holds 2 statements" in err and "'DROP TABLE alerts'" in err
+    assert filled.command("EXISTS TABLE alerts") == 1  # nothing ran
+    assert main(["sql", "SELECT 1 FORMAT JSON"]) == 1
+    assert "leave out the FORMAT clause" in capsys.readouterr().err
+    assert main(["sql", "SELECT 'unterminated"]) == 1
+    assert "unterminated '…' starting at character 8" in capsys.readouterr().err
+
+
+def test_sql_names_the_columns_of_an_empty_result(filled: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    query = "SELECT machine_id, mean FROM window_aggregates WHERE machine_id = 'nobody'"
+    assert main(["sql", query, "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "machine_id,mean\n"
+    assert main(["sql", query]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["machine_id", "|", "mean"]
