@@ -43,7 +43,8 @@ class Statement:
 def split(sql: str) -> list[Statement]:
     """The statements of ``sql`` separated by ``;`` outside quotes and comments (empty ones left out)."""
     out: list[Statement] = []
-    start, code, i, n = 0, [], 0, len(sql)
+    code: list[str] = []  # the current statement's characters as classified (see Statement.code)
+    start, i, n = 0, 0, len(sql)
 
     def close(end: int) -> None:
         text, c = sql[start:end].strip(), "".join(code).strip()
