@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 logger = logging.getLogger(__name__)
@@ -19,11 +20,14 @@ examples (qcc data sets):
   millstream spc xbar-r --input pistonrings.txt --value-column diameter --subgroup-column sample \\
       --phase1-column trial --lsl 73.95 --usl 74.05 --plot xbar-r.png
   millstream spc p --input orangejuice.txt --value-column D --size-column size --phase1-column trial --json
+  millstream spc p --input orangejuice2.txt --value-column D --size-column size --label-column sample
   millstream spc cusum --input x.csv --value-column x --target 10 --sigma 1 --k 0.5 --h 5
 
 Phase I uses the rows flagged in --phase1-column (or the first --phase1-count samples, or all samples);
 every sample is then judged against the frozen limits. Signals name the rule: WE1-WE4, N1-N8, or LIMIT
 (beyond a limit with --rules none, on EWMA/CUSUM, and on the R, S and MR charts).
+The CUSUM table shows the sums C+ and C- beside the decision interval H they are judged against.
+Semicolon-separated files (Excel in locales with a decimal comma) may write numbers as 55,5.
 """
 
 
@@ -31,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "spc",
         help="statistical process control chart of a data file",
-        description="Control chart of a comma-, tab- or whitespace-separated file with a header row.",
+        description="Control chart of a comma-, tab-, semicolon- or whitespace-separated file with a header.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="consecutive rows in subgroups of N (p/np/u: constant sample size)",
     )
     p.add_argument("--size-column", metavar="COL", help="sample sizes for p, np and u charts")
+    p.add_argument(
+        "--label-column",
+        metavar="COL",
+        help="sample ids to print and report (first row of a subgroup); default: the subgroup value, "
+        "else the sample number",
+    )
     phase = p.add_mutually_exclusive_group()
     phase.add_argument("--phase1-column", metavar="COL", help="boolean column: rows that form the baseline")
     phase.add_argument("--phase1-count", type=int, metavar="N", help="the first N samples form the baseline")
@@ -79,10 +89,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="we",
         help="run rules: Western Electric (default), Nelson, or none (limits only)",
     )
-    p.add_argument("--lsl", type=float, metavar="X", help="lower specification limit (capability)")
-    p.add_argument("--usl", type=float, metavar="Y", help="upper specification limit (capability)")
+    p.add_argument(
+        "--lsl",
+        type=float,
+        metavar="X",
+        help="lower specification limit (capability; measurement charts only)",
+    )
+    p.add_argument(
+        "--usl",
+        type=float,
+        metavar="Y",
+        help="upper specification limit (capability; measurement charts only)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--plot", metavar="OUT.png", help="write a control chart picture")
+    p.add_argument(
+        "--plot", metavar="OUT", help="write a control chart picture; the format follows .png, .pdf or .svg"
+    )
     p.set_defaults(func=run)
 
 
@@ -101,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         k=args.k,
         h=args.h,
     )
+    if args.plot:
+        from streams.spc.plot import plot_format
+
+        plot_format(args.plot)  # a bad extension fails before any work
     table = read_table(args.input)
     samples = build_samples(
         table,
@@ -111,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         size_column=args.size_column,
         phase1_column=args.phase1_column,
         phase1_count=args.phase1_count,
+        label_column=args.label_column,
     )
     result = analyse(args.chart, samples, config, lsl=args.lsl, usl=args.usl)
     if args.plot:
@@ -119,10 +146,21 @@ def run(args: argparse.Namespace) -> int:
         render(result, args.plot, title_hint=f"{args.value_column} ({table.path.rsplit('/', 1)[-1]})")
         logger.info("wrote %s", args.plot)
     if args.json:
-        json.dump(to_dict(result), sys.stdout, allow_nan=False)
-        sys.stdout.write("\n")
+        text = json.dumps(to_dict(result), allow_nan=False)
     else:
-        print(to_text(result))
-        if args.plot:
-            print(f"\nplot written to {args.plot}")
+        text = to_text(result) + (f"\n\nplot written to {args.plot}" if args.plot else "")
+    return _write(text + "\n")
+
+
+def _write(text: str) -> int:
+    """Print ``text``; a reader that went away (``millstream spc ... | head``) ends the command quietly."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's recipe (docs: signal, "Note on SIGPIPE"): point stdout at devnull so that the
+        # interpreter's final flush does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
     return 0

@@ -16,6 +16,7 @@ H = hσ: ``upper`` = C⁺, ``lower`` = −C⁻, limits ±H around 0; a signal wh
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from itertools import pairwise
@@ -23,6 +24,8 @@ from typing import Any
 
 from streams.spc.charts import Chart, Point, Subgroup, need_baseline
 from streams.spc.constants import d2
+
+logger = logging.getLogger(__name__)
 
 _LIMIT = ("LIMIT",)
 _NONE: tuple[str, ...] = ()
@@ -41,10 +44,17 @@ def estimate_mean_sigma(chart: Chart, baseline: Sequence[Subgroup]) -> tuple[flo
     if all(s.n == 1 for s in baseline):
         need_baseline(chart.kind, "values", len(baseline), 2)
         mr_bar = math.fsum(abs(b.mean - a.mean) for a, b in pairwise(baseline)) / (len(baseline) - 1)
-        return center, mr_bar / d2(2)
-    groups = [s for s in baseline if s.n >= 2]
-    need_baseline(chart.kind, "subgroups of 2+ values", len(groups), 1)
-    return center, math.fsum(s.range / d2(s.n) for s in groups) / len(groups)
+        sigma = mr_bar / d2(2)
+    else:
+        groups = [s for s in baseline if s.n >= 2]
+        need_baseline(chart.kind, "subgroups of 2+ values", len(groups), 1)
+        sigma = math.fsum(s.range / d2(s.n) for s in groups) / len(groups)
+    if sigma == 0.0:
+        logger.warning(
+            "%s chart: estimated sigma is 0 (constant baseline); every change will signal",
+            chart.kind,
+        )
+    return center, sigma
 
 
 class EwmaChart(Chart):
@@ -130,7 +140,7 @@ class CusumChart(Chart):
         up = self._up = max(0.0, self._up + y - k)
         down = self._down = max(0.0, self._down - y - k)
         beyond = up > h or down > h
-        extra = {"upper": up * se, "lower": -down * se}
+        extra = {"upper": up * se, "lower": 0.0 - down * se}  # 0.0 - 0.0 is 0.0; -(0.0) would be -0.0
         return Point(index, x, 0.0, -h * se, h * se, se, _LIMIT if beyond else _NONE, None, extra)
 
     def control_limits(self, n: float = 1) -> tuple[float, float | None, float | None]:

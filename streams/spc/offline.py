@@ -58,8 +58,13 @@ def build_samples(
     size_column: str | None = None,
     phase1_column: str | None = None,
     phase1_count: int | None = None,
+    label_column: str | None = None,
 ) -> SampleSet:
-    """Rows → samples for chart ``kind``; raises :class:`SpcInputError` naming the line and column."""
+    """Rows → samples for chart ``kind``; raises :class:`SpcInputError` naming the line and column.
+
+    A sample's label is the value of ``label_column`` in its first row; without one, the subgroup value
+    (``subgroup_column``) or the sample number.
+    """
     chart = make_chart(kind)
     if subgroup_column and subgroup_size:
         msg = "give --subgroup-column or --subgroup-size, not both"
@@ -71,6 +76,7 @@ def build_samples(
         msg = f"--subgroup-size must be >= 1, got {subgroup_size}"
         raise SpcConfigError(msg)
     values = table.numbers(value_column)
+    names = table.text(label_column) if label_column else None
     flags = table.flags(phase1_column) if phase1_column else None
     samples: list[Sample] = []
     labels: list[str] = []
@@ -103,6 +109,8 @@ def build_samples(
             samples.append(sample)
         baseline = _group_flags(flags, groups, table, phase1_column or "") if flags is not None else None
         lines = [table.lines[rows[0]] for rows in groups]
+        if names is not None:
+            labels = [names[rows[0]] for rows in groups]
     else:
         if subgroup_column:
             msg = f"--subgroup-column does not apply to the {kind} chart (one row is one sample)"
@@ -120,7 +128,7 @@ def build_samples(
             sample = Count(x, n)
             _validate(chart, sample, f"{table.path}: line {table.lines[i]}")
             samples.append(sample)
-        labels = [str(i + 1) for i in range(len(values))]
+        labels = list(names) if names is not None else [str(i + 1) for i in range(len(values))]
         baseline = flags
         lines = list(table.lines)
     if baseline is None:
@@ -180,13 +188,16 @@ def analyse(
 ) -> ChartResult:
     """Phase I on the baseline samples, then phase II over every sample in order."""
     chart = make_chart(kind, config)
+    if (lsl is not None or usl is not None) and chart.data != "variables":
+        msg = (
+            f"--lsl/--usl give process capability, which needs measurements (imr, xbar-r, xbar-s, ewma, "
+            f"cusum); the {kind} chart counts nonconformities: leave the spec limits out"
+        )
+        raise SpcConfigError(msg)
     base = [s for s, b in zip(samples.samples, samples.baseline, strict=True) if b]
     chart.fit(base)
     points = [chart.judge(s) for s in samples.samples]
     cap = NO_CAPABILITY
-    if (lsl is not None or usl is not None) and chart.data == "variables":
+    if lsl is not None or usl is not None:
         cap = capability(capability_samples(chart, base), chart.within_sigma(), lsl, usl)
-    elif lsl is not None and usl is not None and not lsl < usl:
-        msg = f"the lower spec limit ({lsl}) must be below the upper one ({usl})"
-        raise SpcConfigError(msg)
     return ChartResult(chart, points, samples, cap)

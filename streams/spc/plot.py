@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.spc.charts import Subgroup
-from streams.spc.exceptions import SpcInputError
+from streams.spc.exceptions import SpcConfigError, SpcInputError
 from streams.spc.offline import ChartResult
 from streams.spc.state import json_float
 
@@ -43,6 +43,20 @@ _SECONDARY = {
     "s": ("S chart", "Subgroup std. dev."),
     "mr": ("MR chart", "Moving range"),
 }
+
+
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def plot_format(out: str | Path) -> str:
+    """The picture format named by ``out``'s extension; anything but .png, .pdf or .svg is refused."""
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        allowed = ", ".join("." + f for f in PLOT_FORMATS[:-1]) + " or ." + PLOT_FORMATS[-1]
+        got = "." + suffix if suffix else "no extension"
+        msg = f"--plot {out}: the file name must end in {allowed} (the picture format), got {got}"
+        raise SpcConfigError(msg)
+    return suffix
 
 
 @dataclass
@@ -128,7 +142,11 @@ def _shade_baseline(ax: Any, xs: list[int], baseline: list[bool]) -> None:
 
 
 def render(result: ChartResult, out: str | Path, title_hint: str | None = None) -> PlotInfo:
-    """Draw ``result`` to a PNG at ``out``; returns the flagged points' pixel positions."""
+    """Draw ``result`` to ``out`` (PNG, PDF or SVG by its extension).
+
+    Returns the flagged points' positions in the pixels of the PNG rendering.
+    """
+    fmt = plot_format(out)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -221,7 +239,7 @@ def render(result: ChartResult, out: str | Path, title_hint: str | None = None) 
     path = Path(out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
+        fig.savefig(path, format=fmt)
     except OSError as exc:
         msg = f"cannot write the plot to {path}: {exc}"
         raise SpcInputError(msg) from exc

@@ -18,9 +18,10 @@ def signals(result: ChartResult) -> list[dict[str, Any]]:
     ]
 
 
-def _point(p: Any) -> dict[str, Any]:
-    out = {
+def _point(p: Any, label: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "index": p.index,
+        "label": label,
         "value": json_float(p.value),
         "center": json_float(p.center),
         "lcl": json_float(p.lcl),
@@ -32,7 +33,11 @@ def _point(p: Any) -> dict[str, Any]:
 
 
 def to_dict(result: ChartResult) -> dict[str, Any]:
-    """The ``--json`` object: chart, center, lcl, ucl, secondary, points, signals, capability (+ sigma)."""
+    """The ``--json`` object: chart, center, lcl, ucl, secondary, points, signals, capability (+ sigma).
+
+    Every point carries its ``index`` (1-based sample number, which signals refer to) and its
+    ``label`` (the file's sample id: ``--label-column`` or the subgroup value, else the number).
+    """
     chart = result.chart
     center, lcl, ucl = headline(result)
     secondary = None
@@ -62,7 +67,7 @@ def to_dict(result: ChartResult) -> dict[str, Any]:
         "lcl": json_float(lcl),
         "ucl": json_float(ucl),
         "secondary": secondary,
-        "points": [_point(p) for p in result.points],
+        "points": [_point(p, label) for p, label in zip(result.points, result.samples.labels, strict=True)],
         "signals": signals(result),
         "capability": result.capability.to_dict(),
         "sigma": json_float(chart.limits.get("sigma")),
@@ -71,19 +76,38 @@ def to_dict(result: ChartResult) -> dict[str, Any]:
 
 
 def _fmt(x: float | None, digits: int = 6) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
+    return "-" if x is None else f"{x + 0.0:.{digits}g}"  # + 0.0: never "-0"
+
+
+def _cusum_summary(result: ChartResult) -> str:
+    chart = result.chart
+    assert chart.limits is not None
+    sigma = chart.limits["sigma"]
+    k, h = chart.config.k, chart.config.h
+    return (
+        f"  in-control mean {_fmt(chart.limits['center'])}  K = k*sigma {_fmt(k * sigma)}  "
+        f"H = h*sigma {_fmt(h * sigma)}: a signal when C+ or C- exceeds H"
+    )
 
 
 def to_text(result: ChartResult) -> str:
-    """A summary, the point table (phase I rows marked) and the list of signals."""
+    """A summary, the point table (phase I rows marked) and the list of signals.
+
+    The CUSUM table shows the observation and the sums C+ and C- (both >= 0, in data units) beside
+    the decision interval H, the quantity they are judged against.
+    """
     chart = result.chart
+    cusum = chart.primary == "cusum"
     center, lcl, ucl = headline(result)
+    rules = chart.config.rules if chart.uses_rules else "none (limits only)"
     lines = [
         f"{chart.kind} chart ({chart.primary}{' + ' + chart.secondary if chart.secondary else ''}), "
-        f"{len(result.points)} samples, phase I: {sum(result.samples.baseline)}, rules: {chart.config.rules}",
+        f"{len(result.points)} samples, phase I: {sum(result.samples.baseline)}, rules: {rules}",
         f"  {chart.primary}: center {_fmt(center)}  LCL {_fmt(lcl)}  UCL {_fmt(ucl)}"
         + ("" if center is not None and lcl is not None else "  (limits vary by point)"),
     ]
+    if cusum:
+        lines.append(_cusum_summary(result))
     if chart.secondary:
         s_center, s_lcl, s_ucl = secondary_headline(result)
         lines.append(f"  {chart.secondary}: center {_fmt(s_center)}  LCL {_fmt(s_lcl)}  UCL {_fmt(s_ucl)}")
@@ -92,13 +116,21 @@ def to_text(result: ChartResult) -> str:
     cap = result.capability.to_dict()
     if any(v is not None for v in cap.values()):
         lines.append("  capability: " + "  ".join(f"{k.capitalize()} {_fmt(v, 4)}" for k, v in cap.items()))
-    header = f"{'#':>4} {'label':>8} {'ph':>2} {'value':>12} {'center':>12} {'lcl':>12} {'ucl':>12}"
+    width = max([8, *(len(label) for label in result.samples.labels)])
+    columns = ("value", "C+", "C-", "H") if cusum else ("value", "center", "lcl", "ucl")
+    header = f"{'#':>4} {'label':>{width}} {'ph':>2} " + " ".join(f"{c:>12}" for c in columns)
     if chart.secondary:
         header += f" {chart.secondary:>10}"
     lines += ["", header + "  signals"]
     for p, label, base in zip(result.points, result.samples.labels, result.samples.baseline, strict=True):
-        row = f"{p.index:>4} {label:>8} {'I' if base else 'II':>2} {_fmt(p.value):>12} {_fmt(p.center):>12} "
-        row += f"{_fmt(p.lcl):>12} {_fmt(p.ucl):>12}"
+        cells: tuple[float | None, ...]
+        if cusum and p.extra:
+            cells = (p.value, p.extra["upper"], -p.extra["lower"], p.ucl)
+        else:
+            cells = (p.value, p.center, p.lcl, p.ucl)
+        row = f"{p.index:>4} {label:>{width}} {'I' if base else 'II':>2} " + " ".join(
+            f"{_fmt(json_float(c)):>12}" for c in cells
+        )
         if chart.secondary:
             row += f" {_fmt(p.secondary.value if p.secondary else None):>10}"
         flagged = p.signals(chart.primary, chart.secondary)
@@ -111,8 +143,11 @@ def to_text(result: ChartResult) -> str:
         lines.append("no signals")
     else:
         lines.append(f"{len(sig)} signals:")
+        labels = result.samples.labels
         for s in sig:
+            label = labels[s["index"] - 1]
+            where = label if label == str(s["index"]) else f"{label} (#{s['index']})"
             lines.append(
-                f"  sample {s['index']:>4}  {s['chart']:<5} {s['rule']:<5} {RULE_DESCRIPTIONS[s['rule']]}"
+                f"  sample {where:>4}  {s['chart']:<5} {s['rule']:<5} {RULE_DESCRIPTIONS[s['rule']]}"
             )
     return "\n".join(lines)

@@ -57,7 +57,7 @@ def stateful_classes() -> dict[str, type[Stateful]]:
 
 
 def json_float(x: float | None) -> float | None:
-    """``x`` if finite, else None: snapshots and JSON output never carry NaN or infinity."""
+    """``x`` if finite, else None: snapshots and JSON output never carry NaN, infinity or -0.0."""
     if x is None or not math.isfinite(x):
         return None
-    return float(x)
+    return float(x) + 0.0  # -0.0 + 0.0 == +0.0
