@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from schemas.exceptions import MillstreamError
 
@@ -45,15 +46,48 @@ def _settings_classes() -> dict[str, type]:
 
 
 def format_settings_error(exc: ValidationError) -> str:
-    """One line per bad setting, naming the environment variable to fix."""
+    """One line per bad setting, naming the environment variable to fix (secrets in the value masked)."""
+    from infra.settings import env_name, masked
+
     cls = _settings_classes().get(exc.title)
     prefix = str(getattr(cls, "model_config", {}).get("env_prefix", "")) if cls else ""
+    fields = getattr(cls, "model_fields", {})
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
-        var = f"{prefix}{field}".upper() if prefix else field
-        lines.append(f"  {var}={err.get('input')!r}: {err['msg']}")
+        if cls is not None and field in fields:
+            var = env_name(cls, field, fields[field])
+        else:
+            var = f"{prefix}{field}".upper() if prefix else field
+        lines.append(f"  {var}={masked(err.get('input'), field)!r}: {err['msg']}")
     return "\n".join(lines)
+
+
+def settings_source_error(exc: Exception) -> str:
+    """One line for a setting that could not even be parsed (a dict-typed setting that is not JSON),
+    naming its environment variable."""
+    import re
+
+    from infra.settings import env_name, settings_classes
+
+    m = re.search(r'field "(\w+)"', str(exc))
+    for cls in settings_classes():
+        for name, info in cls.model_fields.items():
+            var = env_name(cls, name, info)
+            if m and name == m.group(1) and var in {k.upper() for k in os.environ}:
+                return f"  {var}: not valid JSON (expected an object such as '{{\"key\": \"value\"}}')"
+    return f"  {exc}"
+
+
+def warn_unknown_settings() -> None:
+    """A warning for each MILLSTREAM_* variable no setting reads: a typo otherwise keeps a default."""
+    if not any(k.upper().startswith("MILLSTREAM_") for k in os.environ):
+        return
+    from infra.settings import unknown_env_names
+
+    for var, close in unknown_env_names(os.environ):
+        hint = f" (did you mean {close}?)" if close else ""
+        logging.getLogger(__name__).warning("%s is not a Millstream setting and is ignored%s", var, hint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,10 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    warn_unknown_settings()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at the interpreter's exit
+        return code
     except ValidationError as exc:
         print(f"millstream: error: invalid configuration:\n{format_settings_error(exc)}", file=sys.stderr)
+        return 1
+    except SettingsError as exc:
+        print(f"millstream: error: invalid configuration:\n{settings_source_error(exc)}", file=sys.stderr)
         return 1
     except MillstreamError as exc:
         print(f"millstream: error: {exc}", file=sys.stderr)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
 def register(sub: Any) -> None:
-    c = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    c = sub.add_parser("config", help="print and check the effective configuration (secrets masked)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_config)
 
@@ -25,49 +26,47 @@ def register(sub: Any) -> None:
     d.set_defaults(func=cmd_demo)
 
 
-def effective_config() -> dict[str, dict[str, Any]]:
-    """Every component's settings, secrets masked (pydantic SecretStr prints as **********)."""
-    from pydantic_settings import BaseSettings
+def effective_config() -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Every settings group's values by environment variable, secrets masked, and one line per bad
+    setting (``MILLSTREAM_X='value': why``; a bad group is left out of the values)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from infra.stack import StackSettings
-    from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
-    from streams.config import StreamSettings
+    from infra.cli import format_settings_error, settings_source_error
+    from infra.settings import env_name, masked, settings_classes
 
-    classes: list[type[BaseSettings]] = [
-        StackSettings,
-        KafkaSettings,
-        TopicSettings,
-        SerdeSettings,
-        StreamSettings,
-    ]
-    for mod, name in (
-        ("ingest.config", "ProducerSettings"),
-        ("ingest.config", "SimulatorSettings"),
-        ("sinks.config", "ClickHouseSettings"),
-        ("sinks.clickhouse", "ClickHouseSettings"),
-    ):
-        try:
-            cls = getattr(__import__(mod, fromlist=[name]), name)
-        except (ImportError, AttributeError):
-            continue
-        if cls not in classes:
-            classes.append(cls)
     out: dict[str, dict[str, Any]] = {}
-    for cls in classes:
-        inst = cls()
-        out[cls.__name__] = {k: str(v) if v is not None else None for k, v in inst}
-    return out
+    errors: list[str] = []
+    for cls in settings_classes():
+        try:
+            inst = cls()
+        except ValidationError as exc:
+            errors.append(format_settings_error(exc))
+            continue
+        except SettingsError as exc:
+            errors.append(settings_source_error(exc))
+            continue
+        values = {}
+        for name, field in cls.model_fields.items():
+            v = masked(getattr(inst, name), name)
+            values[env_name(cls, name, field)] = v if v is None or isinstance(v, dict) else str(v)
+        out[cls.__name__] = values
+    return out, errors
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = effective_config()
+    """Print every setting; exit 1 if any is invalid (a pre-flight check for a deployment's env)."""
+    cfg, errors = effective_config()
     if args.json:
         print(json.dumps(cfg, indent=2))
-        return 0
-    for section, values in cfg.items():
-        print(f"[{section}]")
-        for k, v in values.items():
-            print(f"  {k} = {v}")
+    else:
+        for section, values in cfg.items():
+            print(f"[{section}]")
+            for k, v in values.items():
+                print(f"  {k} = {v}")
+    if errors:
+        print("millstream: error: invalid configuration:\n" + "\n".join(errors), file=sys.stderr)
+        return 1
     return 0
 
 

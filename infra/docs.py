@@ -1,84 +1,72 @@
-"""Generated documentation: the configuration table in README.md.
+"""Generated documentation: the configuration tables in README.md and docs/.
 
-``python -m infra.docs`` rewrites the block between the markers in README.md from the settings
-classes themselves; a test fails when the README is stale.
+``python -m infra.docs`` rewrites the block between the markers in each document from the settings
+classes themselves (``infra.settings``); ``--check`` fails when a document is stale (a test does too).
+The README has the pipeline's settings; the anomaly detector's and Flink's are beside their docs.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra.settings import SETTINGS, env_name, settings_classes
+
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
-
-SETTINGS = [
-    ("schemas.config", "KafkaSettings"),
-    ("schemas.config", "TopicSettings"),
-    ("schemas.config", "SerdeSettings"),
-    ("infra.stack", "StackSettings"),
-    ("ingest.config", "ProducerSettings"),
-    ("ingest.config", "SimulatorSettings"),
-    ("ingest.config", "SpoolSettings"),
-    ("ingest.config", "ForwarderSettings"),
-    ("streams.config", "StreamSettings"),
-    ("sinks.config", "ClickHouseSettings"),
-    ("sinks.config", "SinkSettings"),
-    ("sinks.domain_metrics", "MetricsSettings"),
-    ("streams.spc.config", "SpcSettings"),
-]
+# document -> the settings classes (by class name) whose table it holds
+DOCUMENTS = {
+    README: [name for _, name in SETTINGS if name not in ("AnomalySettings", "FlinkSettings")],
+    ROOT / "docs" / "anomaly.md": ["AnomalySettings"],
+    ROOT / "docs" / "scaling-out.md": ["FlinkSettings"],
+}
 
 
-def settings_classes() -> list[type[BaseSettings]]:
-    out: list[type[BaseSettings]] = []
-    for mod, name in SETTINGS:
-        try:
-            cls = getattr(importlib.import_module(mod), name)
-        except (ImportError, AttributeError):
-            continue
-        out.append(cls)
-    return out
-
-
-def config_table() -> str:
+def config_table(classes: list[type[BaseSettings]] | None = None) -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for cls in settings_classes():
-        prefix = cls.model_config.get("env_prefix", "")
+    for cls in settings_classes() if classes is None else classes:
         for name, field in cls.model_fields.items():
-            alias = field.validation_alias
-            var = (alias if isinstance(alias, str) else f"{prefix}{name}").upper()
+            var = env_name(cls, name, field)
             desc = (field.description or "").strip()
             desc = re.sub(rf"^{re.escape(var)}:\s*", "", desc).replace("|", "\\|").replace("\n", " ")
-            default = field.default
-            shown = "" if default is None else str(default)
+            default = field.get_default(call_default_factory=True)
+            shown = "" if default is None or default == {} else str(default)
             if field.annotation is not None and "SecretStr" in str(field.annotation):
                 shown = "(secret)"
             rows.append(f"| `{var}` | `{shown}` | {desc} |" if shown else f"| `{var}` | | {desc} |")
     return "\n".join(rows)
 
 
-def render(readme: str) -> str:
-    block = f"{BEGIN}\n{config_table()}\n{END}"
-    if BEGIN not in readme:
-        return readme
-    return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, readme, flags=re.S)
+def render(text: str, path: Path = README) -> str:
+    """``text`` (the document at ``path``) with its table block regenerated."""
+    names = DOCUMENTS[path]
+    classes = [c for c in settings_classes() if c.__name__ in names]
+    block = f"{BEGIN}\n{config_table(classes)}\n{END}"
+    if BEGIN not in text:
+        return text
+    return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
 
 
 def main() -> int:
-    text = README.read_text()
-    new = render(text)
-    if "--check" in sys.argv:
-        if new != text:
-            print("README.md config table is stale: run python -m infra.docs", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new)
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        new = render(text, path)
+        if new == text:
+            continue
+        if "--check" in sys.argv:
+            stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.write_text(new, encoding="utf-8")
+    if stale:
+        print(f"config table stale in {', '.join(stale)}: run python -m infra.docs", file=sys.stderr)
+        return 1
     return 0
 
 

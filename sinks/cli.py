@@ -258,10 +258,16 @@ def run_rollups_rebuild(args: argparse.Namespace) -> int:
     client = connect()
     try:
         with progress_bar("rebuild", not args.quiet and sys.stderr.isatty()) as advance:
-            windows = rebuild(client, args.first, args.last, advance)
+            done = rebuild(client, args.first, args.last, advance)
     finally:
         client.close()
-    print(f"rebuilt rollups of {args.first}..{args.last} from {windows} window(s)")
+    print(f"rebuilt rollups of {args.first}..{args.last} from {done.windows} window(s)")
+    if done.kept:
+        print(
+            f"kept the rollups of {len(done.kept)} day(s) whose windows have expired "
+            f"({done.kept[0]} … {done.kept[-1]}): nothing to rebuild them from",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE = "millstream"
@@ -29,7 +29,7 @@ class ClickHouseSettings(BaseSettings):
     )
     data_dir: Path = Field(
         Path(".millstream"),
-        validation_alias=AliasChoices("MILLSTREAM_DATA_DIR", "data_dir"),
+        validation_alias="MILLSTREAM_DATA_DIR",
         description="MILLSTREAM_DATA_DIR: the local stack's folder; the embedded ClickHouse lives in "
         "its 'clickhouse' sub-folder when MILLSTREAM_CLICKHOUSE_URL is unset.",
     )
@@ -124,9 +124,19 @@ class ClickHouseSettings(BaseSettings):
     def _scheme(cls, v: str | None) -> str | None:
         if v is None or not v.strip():
             return None
-        scheme = urlsplit(v).scheme.lower()
+        parts = urlsplit(v.strip())
+        scheme = parts.scheme.lower()
         if scheme not in {"chdb", "http", "https", "clickhouse", "clickhouses"}:
-            msg = "must start with chdb://, http:// or https://"
+            msg = "must start with chdb://, http(s):// or clickhouse(s)://"
+            raise ValueError(msg)
+        if scheme == "chdb" and parts.netloc not in ("", "memory", ":memory:"):
+            msg = (
+                f"an embedded database is written chdb:///absolute/path (three slashes); this one names "
+                f"{parts.netloc!r} as a host"
+            )
+            raise ValueError(msg)
+        if scheme == "chdb" and not parts.netloc and parts.path and not parts.path.startswith("/"):
+            msg = "an embedded database is written chdb:///absolute/path (an absolute path)"
             raise ValueError(msg)
         return v.strip()
 

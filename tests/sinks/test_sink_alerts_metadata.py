@@ -165,6 +165,12 @@ def test_metadata_load_is_idempotent_and_replaces_rows(
         ("plant,line,machine_id,sensor,lsl,usl\np,l,m,s,9,1\n", "line 2: lsl 9.0 is above usl 1.0"),
         ("plant,line,machine_id,sensor\np,l,m,s\np,l,m,s\n", "line 3: m/s is already on line 2"),
         ("plant,line,machine_id,sensor\np,l,,s\n", "line 2: machine_id is empty"),
+        (
+            "plant,line,machine_id,sensor,lsl,lsl\np,l,m,s,1,2\n",
+            "line 1: column(s) lsl appear more than once",
+        ),
+        ("plant,line,machine_id,sensor,\np,l,m,s,\n", "line 1: column 5 has no name (a delimiter at the end"),
+        ("plant;line;machine_id;sensor;lsl\np;l;m;s;1.234,5\n", "line 2: lsl='1.234.5' is not a number"),
     ],
 )
 def test_metadata_errors_name_the_problem(
@@ -178,8 +184,41 @@ def test_metadata_errors_name_the_problem(
 ) -> None:
     monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(ch_settings.data_dir))
     path = tmp_path / "bad.csv"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     assert main(["metadata", "load", str(path)]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert ch.command("SELECT count() FROM machines") == 0
+
+
+def test_metadata_from_a_spreadsheet_in_another_locale(
+    ch: Any,
+    ch_settings: ClickHouseSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Semicolons and decimal commas (as a German spreadsheet saves CSV), tabs; and the same file in
+    Windows-1252 instead of UTF-8 is refused with the line and what to do."""
+    monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(ch_settings.data_dir))
+    semi = tmp_path / "semi.csv"
+    semi.write_text(
+        "plant;line;machine_id;sensor;unit;lsl;usl\np1;l1;m001;temperature;°C;55,5;65\n", encoding="utf-8"
+    )
+    tab = tmp_path / "tab.csv"
+    tab.write_text("plant\tline\tmachine_id\tsensor\tusl\np1\tl1\tm002\tpressure\t7.5\n", encoding="utf-8")
+    for path in (semi, tab):
+        assert main(["metadata", "load", str(path)]) == 0
+    assert machines(ch) == [
+        ("p1", "l1", "m001", "temperature", "°C", 55.5, 65.0, ""),
+        ("p1", "l1", "m002", "pressure", "", None, 7.5, ""),
+    ]
+    capsys.readouterr()
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("plant,line,machine_id,sensor,unit\np1,l1,m003,temperature,°C\n".encode("cp1252"))
+    assert main(["metadata", "load", str(latin)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{latin} line 2: not UTF-8 text (byte 0xb0); save it as 'CSV UTF-8'" in err
+        and "Traceback" not in err
+    )

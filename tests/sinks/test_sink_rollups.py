@@ -139,7 +139,7 @@ def test_rebuild_goes_a_day_at_a_time_and_a_failure_names_the_day_to_resume_from
         [make_window(window_start=T0 + d * day, window_end=T0 + d * day + 10_000) for d in range(3)],
     )
     seen: list[tuple[int, int, str]] = []
-    assert rebuild(ch, dt.date(2026, 1, 1), dt.date(2026, 1, 3), lambda *a: seen.append(a)) == 3
+    assert rebuild(ch, dt.date(2026, 1, 1), dt.date(2026, 1, 3), lambda *a: seen.append(a)).windows == 3
     assert seen == [(1, 3, "2026-01-01"), (2, 3, "2026-01-02"), (3, 3, "2026-01-03")]
 
     class FailsOnSecondDay:
@@ -154,8 +154,48 @@ def test_rebuild_goes_a_day_at_a_time_and_a_failure_names_the_day_to_resume_from
     with pytest.raises(SinkError) as err:
         rebuild(FailsOnSecondDay(), dt.date(2026, 1, 1), dt.date(2026, 1, 3))  # type: ignore[arg-type]
     text = str(err.value)
-    assert "rollup rebuild of 2026-01-02 failed: connection reset" in text
+    assert "rollup rebuild of 2026-01-02 failed: OperationalError: connection reset" in text
     assert "2026-01-01..2026-01-01 are rebuilt" in text
     assert "--from 2026-01-02 --to 2026-01-03" in text
     days = ch.query("SELECT toString(bucket), windows FROM v_rollup_1d ORDER BY bucket").result_rows
     assert days == [("2026-01-01", 1), ("2026-01-03", 1)]  # the failed day is empty, the next untouched
+
+
+def test_rebuild_keeps_the_rollups_of_days_whose_windows_have_expired(
+    ch: Any,
+    ch_settings: ClickHouseSettings,
+    make_window: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    day = 86_400_000
+    write(
+        ch,
+        ch_settings,
+        [make_window(window_start=T0 + d * day, window_end=T0 + d * day + 10_000) for d in range(2)],
+    )
+    # what the windows' shorter TTL does to an old day (90 days against the rollups' 730 and forever)
+    ch.command(
+        "ALTER TABLE window_aggregates DELETE WHERE toDate(window_start) = '2026-01-01' "
+        "SETTINGS mutations_sync = 2"
+    )
+    monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(ch_settings.data_dir))
+    assert main(["rollups", "rebuild", "--from", "2026-01-01", "--to", "2026-01-03", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "rebuilt rollups of 2026-01-01..2026-01-03 from 1 window(s)"
+    assert "kept the rollups of 1 day(s) whose windows have expired (2026-01-01 … 2026-01-01)" in err
+    days = ch.query("SELECT toString(bucket), windows FROM v_rollup_1d ORDER BY bucket").result_rows
+    assert days == [("2026-01-01", 1), ("2026-01-02", 1)]  # the expired day's rollups are still there
+
+
+def test_rebuild_before_migrate_says_so(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MILLSTREAM_CLICKHOUSE_URL", f"chdb://{tmp_path / 'fresh'}")
+    assert main(["rollups", "rebuild", "--from", "2026-01-01", "--to", "2026-01-01", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "no table window_aggregates, rollup_1m, rollup_1h, rollup_1d in this database: "
+        "run `millstream migrate` first"
+        in err
+    )
