@@ -20,21 +20,23 @@ PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 def register(sub: Any) -> None:
     d = sub.add_parser("detect", help="replay a CSV file through the streaming anomaly detector")
     d.add_argument("--input", required=True, type=Path, help="CSV file (comma, semicolon or tab separated)")
-    d.add_argument("--timestamp-column", required=True, help="column with ISO 8601 times or epoch s/ms")
+    d.add_argument("--timestamp-column", required=True, help="column with ISO 8601 times or epoch s/ms/µs/ns")
     d.add_argument(
         "--columns",
         default=None,
         help="comma-separated sensor columns (default: every numeric one but a row-number column and "
-        "0/1 label columns such as 'anomaly' or 'changepoint')",
+        "columns named like labels, such as 'anomaly' or 'changepoint')",
     )
-    d.add_argument("--output", required=True, type=Path, help="CSV to write (input columns + scores)")
+    d.add_argument(
+        "--output", required=True, type=Path, help="CSV to write (input columns + scores, comma-separated)"
+    )
     d.add_argument("--machine-id", default=None, help="machine id in events (default: the file name)")
     d.add_argument("--events", default=None, type=Path, help="also write anomaly events as JSON lines here")
     d.add_argument(
         "--timestamp-format",
         default=None,
         help="strptime format of the timestamps, e.g. '%%d/%%m/%%Y %%H:%%M:%%S' (default: ISO 8601 or epoch "
-        "s/ms); times without a zone are UTC",
+        "s/ms/µs/ns); times without a zone are UTC",
     )
     d.add_argument(
         "--labels",
@@ -49,13 +51,13 @@ def register(sub: Any) -> None:
     b = sub.add_parser(
         "backtest",
         help="replay a folder of labelled runs (one CSV each) through the detector and judge it",
-        description="Replays every .csv/.tsv file under --input-dir like `millstream detect` (each file its "
-        "own run, fresh models), writes the scored copies under --output-dir and judges each against its "
-        "--labels column (never shown to the detector); a file without that column is judged as a "
-        "fault-free run. Prints a table per file and the total, or JSON with --json.",
+        description="Replays every .csv/.tsv file under --input-dir (hidden ones aside) like `millstream "
+        "detect` (each file its own run, fresh models), writes the scored copies under --output-dir and "
+        "judges each against its --labels column (never shown to the detector); a file without that "
+        "column is judged as a fault-free run. Prints a table per file and the total, or JSON with --json.",
     )
     b.add_argument("--input-dir", required=True, type=Path, help="folder of CSV files (searched recursively)")
-    b.add_argument("--timestamp-column", required=True, help="column with ISO 8601 times or epoch s/ms")
+    b.add_argument("--timestamp-column", required=True, help="column with ISO 8601 times or epoch s/ms/µs/ns")
     b.add_argument("--labels", required=True, metavar="COLUMN", help="0/1 column of known anomalies")
     b.add_argument("--output-dir", required=True, type=Path, help="folder for the scored copies")
     b.add_argument("--columns", default=None, help="comma-separated sensor columns (default: as detect)")
@@ -116,9 +118,8 @@ def run_detect(args: argparse.Namespace) -> int:
 def run_backtest(args: argparse.Namespace) -> int:
     import functools
 
-    from streams.anomaly.backtest import Backtest
+    from streams.anomaly.backtest import Backtest, backtest_folder, rate_text
     from streams.anomaly.config import AnomalySettings
-    from streams.anomaly.detect import backtest_folder
 
     columns = _columns(args.columns)
     with progress_bar("backtest", not args.quiet and sys.stderr.isatty()) as advance:
@@ -151,8 +152,9 @@ def run_backtest(args: argparse.Namespace) -> int:
 
     def row(name: str, b: Backtest) -> list[str]:
         delay = "" if b.median_delay_s is None else f"{b.median_delay_s:g}"
-        rates = (b.precision, b.recall, b.f1, b.far)
-        return [name, f"{b.found}/{b.faults}", str(b.false_events), delay, *(f"{r:.3f}" for r in rates)]
+        rates = b.rates()  # undefined ones (nothing flagged, nothing labelled) as a dash
+        shown = (rate_text(rates[k]) for k in ("precision", "recall", "f1", "far"))
+        return [name, f"{b.found}/{b.faults}", str(b.false_events), delay, *shown]
 
     for name, b in results.items():
         table.add_row(*row(name, b))

@@ -5,12 +5,14 @@ stable sort on the timestamp; one pass, every score computed before the row is l
 output has one row per input row, in input order, with the original columns plus
 ``anomaly_score`` (0-1), ``is_anomaly`` (0/1) and ``anomaly_source`` (the sensor whose detector
 scored highest, or ``machine``; empty while the score is 0, as in the warm-up). The file is read as
-UTF-8, as UTF-16 when it starts with that byte-order mark, else as Windows-1252 with a warning.
+UTF-8, as UTF-16 when it starts with that byte-order mark, else as Windows-1252 with a warning. The
+scored copy is UTF-8 and comma-separated, whatever the input's delimiter: the input's cells are
+copied as they were (quoted where they hold a comma) and the added columns have decimal points.
 
 Without an explicit column list, every column whose cells are all numbers is a sensor, except the
-timestamp, a row-number column (0, 1, 2, ... as data frames write their index) and a column of
-0/1 labels named like one (``anomaly``, ``label``, ``changepoint``, ...: a labelled history's
-answers, which a detector must not read).
+timestamp, a row-number column (0, 1, 2, ... as data frames write their index) and a column named
+like a label (``anomaly``, ``label``, ``changepoint``, ...: a labelled history's answers, which a
+detector must not read). A warning names each column left out. Errors name the file's line.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams.anomaly.backtest import Backtest, judge
+from streams.anomaly.backtest import judge
 from streams.anomaly.config import AnomalySettings
 from streams.anomaly.exceptions import InputFileError
 from streams.anomaly.monitor import MachineMonitor
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 DELIMITERS = ",;\t"
 OUTPUT_COLUMNS = ("anomaly_score", "is_anomaly", "anomaly_source")
 PROGRESS_EVERY = 1000  # rows between progress callbacks
+LARGEST = 1e100  # a reading beyond +-LARGEST is read as +-LARGEST: the detectors' squares stay finite
+# (the warning that says so names 1e100)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,23 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     delimiter: str
+    lines: list[int]  # each row's line in the file, as an editor numbers them (the header is on 1)
+
+    def cells(self, i: int) -> list[str]:
+        """Column ``i`` of every row ("" where a row is short)."""
+        return [r[i] if i < len(r) else "" for r in self.rows]
+
+    def index(self, name: str) -> int:
+        """The position of the column ``name`` (which is in the header); an error if two have it."""
+        at = [k for k, h in enumerate(self.header) if h == name]
+        if len(at) > 1:
+            where = ", ".join(str(k + 1) for k in at[:-1]) + f" and {at[-1] + 1}"
+            msg = (
+                f"column name {name!r} appears {len(at)} times (columns {where}): rename them so that "
+                "each column has its own name"
+            )
+            raise InputFileError(msg)
+        return at[0]
 
 
 def sniff_delimiter(sample: str) -> str:
@@ -77,6 +99,7 @@ def decode(data: bytes, path: Path) -> str:
 
 
 def read_table(path: Path) -> Table:
+    """The file's header and non-blank rows, with each row's line number."""
     try:
         text = decode(path.read_bytes(), path)
     except OSError as exc:
@@ -86,17 +109,23 @@ def read_table(path: Path) -> Table:
         msg = f"{path} is empty"
         raise InputFileError(msg)
     delimiter = sniff_delimiter(text[:65536])
-    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in r)]
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    rows, lines, line = [], [], 1
+    for r in reader:
+        if any(c.strip() for c in r):
+            rows.append(r)
+            lines.append(line)
+        line = reader.line_num + 1  # a quoted cell may span lines
     header = [h.strip() for h in rows[0]]
     if len(rows) < 2:
         msg = f"{path} has a header but no data rows"
         raise InputFileError(msg)
-    return Table(header, rows[1:], delimiter)
+    return Table(header, rows[1:], delimiter, lines[1:])
 
 
 def parse_timestamp(text: str, fmt: str | None = None) -> int:
-    """Epoch milliseconds from ISO 8601 (naive = UTC) or a number (epoch s, or ms if > 1e11); with
-    ``fmt``, from that ``strptime`` format instead (naive = UTC)."""
+    """Epoch milliseconds from ISO 8601 (naive = UTC) or a number (epoch s, ms, µs or ns by its size:
+    :func:`epoch_ms`); with ``fmt``, from that ``strptime`` format instead (naive = UTC)."""
     t = text.strip()
     if fmt is not None:
         parsed = datetime.strptime(t, fmt)  # noqa: DTZ007 - made aware on the next line
@@ -106,14 +135,30 @@ def parse_timestamp(text: str, fmt: str | None = None) -> int:
     except ValueError:
         pass
     else:
-        if not math.isfinite(x):
-            msg = f"not a finite number: {t!r}"
-            raise ValueError(msg)
-        return int(x) if abs(x) > 1e11 else int(round(x * 1000))
+        return epoch_ms(t, x)
     dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
+
+
+def epoch_ms(text: str, x: float) -> int:
+    """An epoch number in milliseconds, its unit told by its size: seconds up to 1e11 (the year
+    5138 in seconds), milliseconds up to 1e14, microseconds up to 1e17, nanoseconds up to 1e20;
+    beyond that (or not finite) it is no time. Integers are divided exactly."""
+    a = abs(x)
+    if not a <= 1e20:
+        msg = f"not an epoch time in s, ms, µs or ns: {text!r}"
+        raise ValueError(msg)
+    if a <= 1e11:
+        return int(round(x * 1000))
+    if a <= 1e14:
+        return int(x)
+    per_ms = 1000 if a <= 1e17 else 1_000_000
+    if re.fullmatch(r"[+-]?\d+", text):
+        n = int(text)
+        return abs(n) // per_ms * (1 if n >= 0 else -1)
+    return int(x / per_ms)
 
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a", "#na", "#value!"})
@@ -140,6 +185,26 @@ def parse_number(text: str, decimal_comma: bool) -> float | None:
         return None
 
 
+COMMA_NUMBER = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # 0,21  -1,5  2,5E-3
+THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2},\d{3}")  # 1,234: a decimal comma or a thousands separator?
+
+
+def decimal_comma(cells: Iterable[str], delimiter: str) -> bool:
+    """Whether a column's commas are decimal commas. In a semicolon-separated file (the list
+    separator where the comma is the decimal one) they are. In a tab- or comma-separated file (where
+    such a cell is quoted) they are when every cell with a comma looks like a decimal-comma number
+    and at least one cannot be a number with a thousands separator (``0,21``, ``12,5``; ``1,234``
+    can): a column of thousands separators is not read as decimal commas."""
+    if delimiter == ";":
+        return True
+    commas = [c.strip() for c in cells if "," in c]
+    return (
+        bool(commas)
+        and all(COMMA_NUMBER.fullmatch(c) for c in commas)
+        and not all(THOUSANDS.fullmatch(c) for c in commas)
+    )
+
+
 def is_row_number(values: Sequence[float | None]) -> bool:
     """A column that counts the rows (0, 1, 2, ... or 1, 2, 3, ..., as data frames write their index):
     it numbers the rows and measures nothing, so it is not a sensor."""
@@ -155,11 +220,9 @@ LABEL_NAMES = frozenset(
 )  # fmt: skip
 
 
-def is_label(name: str, values: Sequence[float | None]) -> bool:
-    """A column of 0/1 values named like a label (``anomaly``, ``is_anomaly``, ``changepoint``, ...):
-    the answers of a labelled history, not a measurement."""
-    key = "".join(ch for ch in name.lower() if ch.isalnum())
-    return key in LABEL_NAMES and all(v in (0.0, 1.0) for v in values)
+def named_like_label(name: str) -> bool:
+    """``anomaly``, ``is_anomaly``, ``Changepoint``, ``ground truth``, ...: a labelled history's answers."""
+    return "".join(ch for ch in name.lower() if ch.isalnum()) in LABEL_NAMES
 
 
 def choose_columns(
@@ -169,6 +232,7 @@ def choose_columns(
     if timestamp_column not in table.header:
         msg = f"timestamp column {timestamp_column!r} not found; available columns: {available}"
         raise InputFileError(msg)
+    table.index(timestamp_column)  # not a name two columns have
     if columns:
         missing = [c for c in columns if c not in table.header]
         if missing:
@@ -177,46 +241,118 @@ def choose_columns(
         if timestamp_column in columns:
             msg = f"{timestamp_column!r} is the timestamp column; it cannot also be a sensor column"
             raise InputFileError(msg)
-        decimal_comma = table.delimiter == ";"
         for c in columns:
-            i = table.header.index(c)
-            if not any(parse_number(r[i], decimal_comma) is not None for r in table.rows if i < len(r)):
+            cells = table.cells(table.index(c))
+            comma = decimal_comma(cells, table.delimiter)
+            if not any(parse_number(x, comma) is not None for x in cells):
                 msg = f"column {c!r} has no numeric values"
                 raise InputFileError(msg)
-        return list(columns)
-    decimal_comma = table.delimiter == ";"
-    chosen = []
-    for i, name in enumerate(table.header):
-        if name in (timestamp_column, labels):
-            continue
-        cells = [r[i] for r in table.rows if i < len(r) and not is_missing(r[i])]
-        numbers = [parse_number(c, decimal_comma) for c in cells]
-        if not cells:
-            continue
-        bad = [k for k, x in enumerate(numbers) if x is None]
-        if bad:
-            if len(bad) < len(cells) / 2:  # a sensor with a few bad cells, not a text column: say why
-                logger.warning(
-                    "column %r has cells that are not numbers (e.g. %r): not a sensor (name it in "
-                    "--columns to model it; such cells are then missing readings)", name, cells[bad[0]],
-                )  # fmt: skip
-            continue
-        if is_row_number(numbers):
-            hint = " (name it in --columns to model it)" if name.strip() else ""
-            logger.warning("column %r numbers the rows (0, 1, 2, ...): not a sensor%s", name, hint)
-            continue
-        if is_label(name, numbers):
-            logger.warning(
-                "column %r holds 0/1 labels (by its name and values): not a sensor, the detector does "
-                "not read labels (name it in --columns to model it)", name,
-            )  # fmt: skip
-            continue
-        chosen.append(name)
+        return list(dict.fromkeys(columns))
+    chosen = [name for i, name in enumerate(table.header) if name not in (timestamp_column, labels)
+              and is_sensor(table, i, name)]  # fmt: skip
+    for name in chosen:
+        table.index(name)  # a sensor has a name of its own
     if not chosen:
         besides = repr(timestamp_column) + (f" and the labels {labels!r}" if labels else "")
         msg = f"no numeric column besides {besides}; available columns: {available}"
         raise InputFileError(msg)
     return chosen
+
+
+def is_sensor(table: Table, i: int, name: str) -> bool:
+    """Whether column ``i`` is a sensor by default; a warning says why a named one is not."""
+    present = [(n, c) for n, c in zip(table.lines, table.cells(i), strict=True) if not is_missing(c)]
+    if not present:
+        if name.strip():
+            logger.warning("column %r is empty: not a sensor", name)
+        return False
+    cells = [c for _, c in present]
+    numbers = [parse_number(c, decimal_comma(cells, table.delimiter)) for c in cells]
+    if named_like_label(name):
+        other = next((k for k, x in enumerate(numbers) if x not in (0.0, 1.0)), None)
+        if other is None:
+            logger.warning(
+                "column %r holds 0/1 labels (by its name and values): not a sensor, the detector does "
+                "not read labels (name it in --columns to model it)", name,
+            )  # fmt: skip
+        else:
+            logger.warning(
+                "column %r is named like a label but holds values other than 0/1 (line %d: %r): not used "
+                "as a sensor; name it in --columns to use it", name, *present[other],
+            )  # fmt: skip
+        return False
+    bad = [k for k, x in enumerate(numbers) if x is None]
+    if bad:
+        example = cells[bad[0]]
+        if len(bad) < len(cells) / 2:  # a sensor with a few bad cells, not a text column: say why
+            logger.warning(
+                "column %r has cells that are not numbers (e.g. %r): not a sensor (name it in "
+                "--columns to model it; such cells are then missing readings)", name, example,
+            )  # fmt: skip
+        elif all(THOUSANDS.fullmatch(cells[k].strip()) for k in bad):
+            logger.warning(
+                "column %r has numbers such as %r, with a decimal comma or a thousands separator: not "
+                "read (in a file separated by ';' a comma is a decimal comma)", name, example,
+            )  # fmt: skip
+        elif name.strip():
+            logger.warning("column %r holds text (e.g. %r), not numbers: not a sensor", name, example)
+        return False
+    if is_row_number(numbers):
+        hint = " (name it in --columns to model it)" if name.strip() else ""
+        logger.warning("column %r numbers the rows (0, 1, 2, ...): not a sensor%s", name, hint)
+        return False
+    return True
+
+
+def check_output(path: Path, input_path: Path, scored: Path | None = None) -> None:
+    """Refuse to write ``path`` over the input file (or, for the events, over the ``scored`` copy),
+    where it cannot be a file, or over an existing file that is not a scored copy: a history of
+    its own (an empty file may go)."""
+    for other, what in ((input_path, "input file"), (scored, "scored copy")):
+        if other is not None and same_file(path, other):
+            msg = f"cannot write {path}: it is the {what} {other}"
+            raise InputFileError(msg)
+    if path.is_dir():
+        msg = f"cannot write {path}: it is a folder"
+        raise InputFileError(msg)
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        msg = f"cannot write {path}: {folder} is a file, not a folder"
+        raise InputFileError(msg)
+    if scored is None and path.is_file() and not is_scored_copy(path):
+        msg = (
+            f"{path} exists and is not a scored copy (it has no {', '.join(OUTPUT_COLUMNS)} columns): "
+            "not overwritten; delete it or write elsewhere"
+        )
+        raise InputFileError(msg)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def is_scored_copy(path: Path) -> bool:
+    """An empty file, or one whose header has the columns :func:`detect_file` adds."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    header = next(csv.reader(head.splitlines()[:1]), [])
+    return not head.strip() or set(OUTPUT_COLUMNS) <= {h.strip() for h in header}
+
+
+def open_for_writing(path: Path) -> Any:
+    """``path`` opened for text (its folders created); an error names it and the reason."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        raise InputFileError(msg) from exc
 
 
 def detect_file(
@@ -239,6 +375,9 @@ def detect_file(
     so) as one known to have no anomaly (every label 0).
 
     ``progress(done, total)`` is called every :data:`PROGRESS_EVERY` rows and at the end."""
+    check_output(output_path, input_path)
+    if events_path is not None:
+        check_output(events_path, input_path, scored=output_path)
     table = read_table(input_path)
     if labels and fault_free and labels not in table.header:
         logger.warning("%s has no %r column: judged as a fault-free run", input_path, labels)
@@ -247,25 +386,9 @@ def detect_file(
     if truth is None and fault_free:
         truth = [0] * len(table.rows)
     sensors = choose_columns(table, timestamp_column, columns, labels)
-    ts_idx = table.header.index(timestamp_column)
-    idx = {c: table.header.index(c) for c in sensors}
-    decimal_comma = table.delimiter == ";"
-    stamps = []
-    for n, row in enumerate(table.rows, start=2):  # line 1 is the header
-        cell = row[ts_idx] if ts_idx < len(row) else ""
-        try:
-            stamps.append(parse_timestamp(cell, timestamp_format))
-        except ValueError as exc:
-            expected = (
-                f"format {timestamp_format!r}"
-                if timestamp_format
-                else "ISO 8601 or epoch seconds/milliseconds; other layouts need --timestamp-format"
-            )
-            msg = (
-                f"{input_path}: row {n}: cannot parse timestamp {cell!r} in column {timestamp_column!r} "
-                f"(expected {expected})"
-            )
-            raise InputFileError(msg) from exc
+    idx = {c: table.index(c) for c in sensors}
+    comma = {c: decimal_comma(table.cells(j), table.delimiter) for c, j in idx.items()}
+    stamps = read_stamps(table, timestamp_column, timestamp_format, input_path)
     clash = set(OUTPUT_COLUMNS) & set(table.header)
     if clash:
         msg = f"{input_path} already has output column(s) {', '.join(sorted(clash))}"
@@ -273,18 +396,42 @@ def detect_file(
     monitor = MachineMonitor(machine_id or input_path.stem, settings)
     results: list[tuple[float, bool, str] | None] = [None] * len(table.rows)
     events = []
+    beyond: dict[str, tuple[int, int, str]] = {}  # column: (cells beyond LARGEST, first line, first cell)
     total = len(stamps)
-    for done, i in enumerate(sorted(range(total), key=stamps.__getitem__), start=1):
+    order = sorted(range(total), key=stamps.__getitem__)
+    for done, i in enumerate(order, start=1):
         row = table.rows[i]
-        values = {c: parse_number(row[j], decimal_comma) if j < len(row) else None for c, j in idx.items()}
+        values: dict[str, float | None] = {}
+        for c, j in idx.items():
+            v = parse_number(row[j], comma[c]) if j < len(row) else None
+            if v is not None and LARGEST < abs(v) < math.inf:  # a logger's over-range marker, a bad cell
+                count, line, cell = beyond.get(c, (0, table.lines[i], row[j]))
+                line, cell = min((line, cell), (table.lines[i], row[j]))  # the first in the file
+                beyond[c] = (count + 1, line, cell)
+                v = math.copysign(LARGEST, v)
+            values[c] = v
         r = monitor.update(stamps[i], values)
         results[i] = (r.score, r.is_anomaly, r.source)
         if r.event is not None:
             events.append(r.event)
         if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
             progress(done, total)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with output_path.open("w", newline="", encoding="utf-8") as fh:
+    for c, (count, line, cell) in beyond.items():
+        logger.warning(
+            "%s: column %r has %d reading(s) beyond ±1e100 (line %d: %r), past any measurement (an "
+            "over-range marker or a corrupt cell?): read as ±1e100", input_path, c, count, line, cell.strip(),
+        )  # fmt: skip
+    s = monitor.settings
+    if (
+        monitor.first_ms is None
+        or monitor.count <= s.warmup
+        or (stamps[order[-1]] - monitor.first_ms < s.warmup_hours * 3_600_000)
+    ):
+        logger.warning(
+            "%s: all %d readings are in the warm-up (the first %d readings and %g minutes of event time): "
+            "none was scored", input_path, total, s.warmup, s.warmup_hours * 60,
+        )  # fmt: skip
+    with open_for_writing(output_path) as fh:
         w = csv.writer(fh)
         w.writerow([*table.header, *OUTPUT_COLUMNS])
         for row, res in zip(table.rows, results, strict=True):
@@ -292,102 +439,63 @@ def detect_file(
             padded = row + [""] * (len(table.header) - len(row))
             w.writerow([*padded[: len(table.header)], f"{res[0]:.6f}", int(res[1]), res[2]])
     if events_path is not None:
-        with events_path.open("w", encoding="utf-8") as fh:
+        with open_for_writing(events_path) as fh:
             for e in events:
                 fh.write(json.dumps(e.to_dict()) + "\n")
     n_events = sum(1 for e in events if e.is_open)
     logger.info("%s: %d rows, %d sensors, %d events", input_path, len(table.rows), len(sensors), n_events)
     counts: dict[str, Any] = {"rows": len(table.rows), "sensors": len(sensors), "events": n_events}
     if truth is not None:
-        order = sorted(range(total), key=stamps.__getitem__)  # judged in time order, as detected
-        flagged = [int(res[1]) if res is not None else 0 for res in results]
+        flagged = [int(res[1]) if res is not None else 0 for res in results]  # judged in time order
         counts["backtest"] = judge(
             [flagged[i] for i in order], [truth[i] for i in order], [stamps[i] for i in order]
         )
     return counts
 
 
+def read_stamps(table: Table, column: str, fmt: str | None, path: Path) -> list[int]:
+    """Every row's time in epoch ms; an error names the line of the first that cannot be read."""
+    stamps = []
+    for line, cell in zip(table.lines, table.cells(table.index(column)), strict=True):
+        try:
+            stamps.append(parse_timestamp(cell, fmt))
+        except ValueError as exc:
+            expected = (
+                f"format {fmt!r}"
+                if fmt
+                else "ISO 8601 or epoch seconds, ms, µs or ns; other layouts need --timestamp-format"
+            )
+            msg = (
+                f"{path}: line {line}: cannot parse timestamp {cell!r} in column {column!r} "
+                f"(expected {expected})"
+            )
+            raise InputFileError(msg) from exc
+    return stamps
+
+
 def read_labels(
     table: Table, column: str, timestamp_column: str, columns: Sequence[str] | None, path: Path
 ) -> list[int]:
-    """The 0/1 label of every row from ``column`` (0/1, 0.0/1.0, true/false); an error names the
-    first bad cell. The column is never a sensor: naming it in ``columns`` too is an error."""
+    """The 0/1 label of every row from ``column`` (0/1, 0.0/1.0, 0,0/1,0 where commas are decimal
+    ones, true/false); an error names the first bad cell. The column is never a sensor: naming it in
+    ``columns`` too is an error."""
     if column not in table.header:
         msg = f"labels column {column!r} not found; available columns: {', '.join(table.header)}"
         raise InputFileError(msg)
     if column == timestamp_column or (columns and column in columns):
         msg = f"labels column {column!r} cannot also be the timestamp or a sensor column"
         raise InputFileError(msg)
-    i = table.header.index(column)
+    cells = table.cells(table.index(column))
+    comma = decimal_comma(cells, table.delimiter)
     out = []
-    for n, row in enumerate(table.rows, start=2):
-        cell = row[i].strip().lower() if i < len(row) else ""
+    for line, raw in zip(table.lines, cells, strict=True):
+        cell = raw.strip().lower()
         value = LABEL_VALUES.get(cell)
         if value is None:
-            try:
-                number = float(cell)
-            except ValueError:
-                number = math.nan
-            value = int(number) if number in (0.0, 1.0) else None
+            number = parse_number(cell, comma)
+            value = int(number) if number is not None and number in (0.0, 1.0) else None
         if value is None:
-            msg = f"{path}: row {n}: label {cell!r} in column {column!r} is not 0 or 1"
+            msg = f"{path}: line {line}: label {cell!r} in column {column!r} is not 0 or 1"
             raise InputFileError(msg)
         out.append(value)
     return out
-
-
-CSV_SUFFIXES = (".csv", ".tsv")
-
-
-def backtest_folder(
-    input_dir: Path,
-    output_dir: Path,
-    timestamp_column: str,
-    labels: str,
-    columns: Sequence[str] | None = None,
-    settings: AnomalySettings | None = None,
-    timestamp_format: str | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> dict[str, Backtest]:
-    """Replay every CSV file under ``input_dir`` (sorted by path; each file one run of its own
-    machine, with fresh models) like :func:`detect_file`, writing ``output_dir/<same relative
-    path>`` (``.csv`` appended to a ``.tsv`` name), and judge each against its ``labels`` column.
-    A file without that column is judged as fault-free (a warning says so): a rig's fault-free
-    reference run often carries no labels. An error in a file names it and stops the run.
-
-    Returns the judgement per file (relative path) in order; add them up with
-    :meth:`Backtest.merge`. ``progress(done, total, file)`` is called after each file."""
-    if not input_dir.is_dir():
-        msg = f"{input_dir} is not a folder"
-        raise InputFileError(msg)
-    files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in CSV_SUFFIXES)
-    if not files:
-        msg = f"no CSV files ({', '.join(CSV_SUFFIXES)}) under {input_dir}"
-        raise InputFileError(msg)
-    if output_dir.resolve().is_relative_to(input_dir.resolve()):
-        msg = f"the output folder {output_dir} must not be inside the input folder {input_dir}"
-        raise InputFileError(msg)
-    results: dict[str, Backtest] = {}
-    for done, path in enumerate(files, start=1):
-        rel = path.relative_to(input_dir)
-        out = output_dir / (rel if rel.suffix.lower() == ".csv" else rel.with_name(rel.name + ".csv"))
-        try:
-            counts = detect_file(
-                path,
-                out,
-                timestamp_column,
-                columns,
-                settings,
-                machine_id=rel.with_suffix("").as_posix(),
-                timestamp_format=timestamp_format,
-                labels=labels,
-                fault_free=True,  # a file without the labels column is a fault-free run
-            )
-        except InputFileError as exc:
-            text = str(exc)
-            msg = text if str(path) in text else f"{path}: {text}"
-            raise InputFileError(msg) from exc
-        results[rel.as_posix()] = counts["backtest"]
-        if progress is not None:
-            progress(done, len(files), rel.as_posix())
-    return results

@@ -13,6 +13,7 @@ a [0, 1] score. Both detectors have explicit, JSON-serialisable ``snapshot()`` s
 from __future__ import annotations
 
 import base64
+import math
 import pickle
 from array import array
 from collections.abc import Mapping
@@ -25,6 +26,16 @@ from river import anomaly
 from streams.anomaly.exceptions import SnapshotError
 from streams.anomaly.features import DailyProfile
 from streams.anomaly.hst import CompactHalfSpaceTrees
+
+
+def squash(r: float, scale: float, power: float) -> float:
+    """``q / (1 + q)`` with ``q = (r / scale) ** power``: 0 for 0, towards 1 for large ``r``. A residual
+    so large that ``q`` is past the largest float (from a corrupt cell such as 1e300) is 1."""
+    try:
+        q = float((r / scale) ** power)
+    except OverflowError:
+        return 1.0
+    return 1.0 if q == math.inf else q / (q + 1.0)
 
 
 class SensorDetector(anomaly.base.AnomalyDetector):
@@ -54,8 +65,7 @@ class SensorDetector(anomaly.base.AnomalyDetector):
         return self.profile.residual(x["value"], int(x.get("ts_ms", 0)))
 
     def squash_residual(self, r: float) -> float:
-        q = float((r / self.squash) ** self.power)
-        return q / (q + 1.0)
+        return squash(r, self.squash, self.power)
 
     def score_one(self, x: Mapping[str, float]) -> float:
         return self.squash_residual(self.residual(x))
@@ -432,8 +442,7 @@ class RelationDetector(anomaly.base.AnomalyDetector):
         return {k: float(r) for k, r in zip(self.names, z, strict=True)}
 
     def squash_residual(self, z: float) -> float:
-        q = float((z / self.squash) ** self.power)
-        return q / (q + 1.0)
+        return squash(z, self.squash, self.power)
 
     def raw_scores(self, x: Mapping[str, float]) -> dict[str, float]:
         """Raw score per explained sensor, squashed like :class:`SensorDetector`'s (0 for the others)."""

@@ -152,8 +152,8 @@ def test_a_row_number_column_is_not_a_sensor_unless_named(
 def test_label_columns_are_not_sensors_unless_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A labelled history (rig data often carries ``anomaly`` and ``changepoint`` columns of 0/1) is
     replayed without reading its labels: the scores are those of the file without them, a warning
-    names them, and --columns can still model them. A 0/1 column with another name, or a column
-    named like a label that holds other values, is a sensor."""
+    names them, and --columns can still model them. A 0/1 column with another name is a sensor; a
+    column named like a label that holds other values is not (a warning says so), unless named."""
     rows = small_rows()
     n = len(rows)
     labelled = [
@@ -173,8 +173,15 @@ def test_label_columns_are_not_sensors_unless_named(tmp_path: Path, caplog: pyte
     as_sensor = detect(tmp_path, write(tmp_path / "valve.csv", valve), name="valve_out.csv")
     assert [x["anomaly_score"] for x in as_sensor] != [p["anomaly_score"] for p in plain]
     scored = [{**r, "target": f"{5 + 0.01 * i:.2f}"} for i, r in enumerate(rows)]  # a set point, not 0/1
-    as_target = detect(tmp_path, write(tmp_path / "target.csv", scored), name="target_out.csv")
-    assert [x["anomaly_score"] for x in as_target] != [p["anomaly_score"] for p in plain]
+    target = write(tmp_path / "target.csv", scored)
+    with caplog.at_level("WARNING", logger="streams.anomaly.detect"):
+        as_target = detect(tmp_path, target, name="target_out.csv")
+    assert [x["anomaly_score"] for x in as_target] == [p["anomaly_score"] for p in plain]
+    assert "column 'target' is named like a label but holds values other than 0/1 (line 2: '5.00')" in (
+        caplog.text
+    )
+    named_target = detect(tmp_path, target, "--columns", ",".join([*SENSORS, "target"]), name="t2_out.csv")
+    assert [x["anomaly_score"] for x in named_target] != [p["anomaly_score"] for p in plain]
 
 
 def test_progress_is_reported_while_replaying(tmp_path: Path) -> None:
@@ -230,7 +237,7 @@ def test_unparsable_timestamp_names_the_row(tmp_path: Path, capsys: pytest.Captu
     rows = small_rows()
     rows[41]["time"] = "yesterday"
     err = run_cli_error(tmp_path, capsys, write(tmp_path / "a.csv", rows))
-    assert "row 43" in err  # header is line 1, rows[0] is line 2
+    assert "line 43" in err  # header is line 1, rows[0] is line 2
     assert "'yesterday'" in err
 
 
@@ -242,7 +249,7 @@ def test_other_timestamp_layouts_need_and_take_a_format(
     european = [{**r, "time": datetime.fromisoformat(r["time"]).strftime("%d/%m/%Y %H:%M:%S")} for r in rows]
     src = write(tmp_path / "eu.csv", european)
     err = run_cli_error(tmp_path, capsys, src)
-    assert "row 2" in err and "--timestamp-format" in err
+    assert "line 2" in err and "--timestamp-format" in err
     got = detect(tmp_path, src, "--timestamp-format", "%d/%m/%Y %H:%M:%S", name="eu_out.csv")
     assert [g["anomaly_score"] for g in got] == [r["anomaly_score"] for r in ref]
     err = run_cli_error(tmp_path, capsys, src, "--timestamp-format", "%Y-%m-%d")
@@ -301,7 +308,7 @@ def test_bad_labels_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rows = small_rows()
     bad = [{**r, "anomaly": "0" if i != 7 else "2"} for i, r in enumerate(rows)]
     err = run_cli_error(tmp_path, capsys, write(tmp_path / "bad.csv", bad), "--labels", "anomaly")
-    assert "row 9: label '2' in column 'anomaly' is not 0 or 1" in err
+    assert "line 9: label '2' in column 'anomaly' is not 0 or 1" in err
     good = [{**r, "anomaly": "1.0" if i == 7 else "false"} for i, r in enumerate(rows)]
     src = write(tmp_path / "good.csv", good)
     err = run_cli_error(tmp_path, capsys, src, "--labels", "anomaly", "--columns", "pressure,anomaly")
@@ -371,7 +378,7 @@ def test_backtest_errors_name_the_folder_or_file(tmp_path: Path, capsys: pytest.
     assert "must not be inside the input folder" in backtest(runs, runs / "out")
     write(runs / "b.csv", [{**r, "anomaly": "maybe"} for r in small_rows()])
     err = backtest(runs, tmp_path / "out")
-    assert f"{runs / 'b.csv'}: row 2: label 'maybe' in column 'anomaly' is not 0 or 1" in err
+    assert f"{runs / 'b.csv'}: line 2: label 'maybe' in column 'anomaly' is not 0 or 1" in err
     (runs / "b.csv").unlink()
     write(runs / "c.csv", [{k: v for k, v in r.items() if k != "time"} for r in small_rows()])
     assert f"{runs / 'c.csv'}: timestamp column 'time' not found" in backtest(runs, tmp_path / "out")
@@ -401,7 +408,8 @@ def test_files_from_windows_loggers_are_read(
 def test_missing_value_markers_and_stray_text(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """NA, N/A, NaN, null, -, #N/A are missing readings, like an empty cell: the scores are those of
     the file with those cells empty. A sensor with a few cells of other text ('err') is not modelled
-    unless --columns names it, and a warning says why; named, its text cells are missing readings."""
+    unless --columns names it, and a warning says why; named, its text cells are missing readings. A
+    text column (RUN, ...) is not a sensor either, and a warning names it too."""
     rows = small_rows()
     markers = ["NA", "N/A", "NaN", "null", "-", "#N/A"]
     blank = [{**r, "pressure": ""} if i % 97 == 5 else r for i, r in enumerate(rows)]
@@ -422,4 +430,4 @@ def test_missing_value_markers_and_stray_text(tmp_path: Path, caplog: pytest.Log
     holes = [{**r, "current": ""} if i % 97 == 5 else r for i, r in enumerate(rows)]
     with_holes = detect(tmp_path, write(tmp_path / "holes.csv", holes), name="holes_out.csv")
     assert [x["anomaly_score"] for x in named] == [h["anomaly_score"] for h in with_holes]
-    assert "status" not in caplog.text  # a text column (RUN, ...) is left out without a warning
+    assert "column 'status' holds text (e.g. 'RUN'), not numbers: not a sensor" in caplog.text

@@ -42,7 +42,7 @@ def test_counts_add_up_over_runs() -> None:
     total = a.merge(b)
     assert (total.readings, total.tn, total.faults, total.found) == (21, 11, 2, 1)
     assert total.far == pytest.approx(4 / 15)
-    assert Backtest().to_dict()["f1"] == 0.0  # nothing flagged, nothing labelled
+    assert Backtest().to_dict()["f1"] is None  # nothing flagged, nothing labelled: undefined
     assert Backtest().median_delay_s is None
     with pytest.raises(ValueError, match="one entry per reading"):
         judge([0, 1], [0])
