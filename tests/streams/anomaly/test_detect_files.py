@@ -17,7 +17,7 @@ import pytest
 
 from infra.cli import main
 from streams.anomaly.backtest import Backtest, judge
-from streams.anomaly.detect import parse_timestamp
+from streams.anomaly.table import parse_timestamp
 from streams.anomaly.detector import RelationDetector, SensorDetector
 
 T0 = 1_700_000_000  # epoch seconds of the first reading; a reading a minute
