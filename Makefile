@@ -57,5 +57,7 @@ k8s-validate: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m infra.docs
 
+# Deletes the local stack's data: the embedded ClickHouse, Faust state, and the default gateway spool
+# (.millstream/spool: readings not yet delivered to Kafka are lost with it).
 clean:
 	rm -rf .millstream build *.egg-info

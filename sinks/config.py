@@ -222,6 +222,8 @@ class SinkSettings(BaseSettings):
     )
     metrics_port: int | None = Field(
         None,
+        ge=0,
+        le=65535,
         description="MILLSTREAM_SINK_METRICS_PORT: serve /metrics, /healthz, /readyz and the Alertmanager "
         "webhook POST /alertmanager on this port; unset = no endpoint.",
     )

@@ -65,6 +65,14 @@ class CardinalityGuard:
             seen.add(labels)
             return True
 
+    def release(self, metric: str, machine_ids: set[str], position: int) -> list[tuple[str, ...]]:
+        """Forget the label sets of ``metric`` whose ``position``-th label is one of ``machine_ids``."""
+        with self._lock:
+            seen = self._seen.get(metric, set())
+            gone = [labels for labels in seen if labels[position] in machine_ids]
+            seen.difference_update(gone)
+            return gone
+
 
 class DomainMetrics:
     """The domain metrics of one process."""
@@ -72,6 +80,19 @@ class DomainMetrics:
     def __init__(self, guard: CardinalityGuard | None = None) -> None:
         self.guard = guard or CardinalityGuard()
         self._last_reading: dict[tuple[str, ...], int] = {}
+
+    def forget(self, machine_ids: set[str]) -> None:
+        """Remove the series of these machines: their partition moved to another worker, which
+        exports them from now on (left here, they would show frozen values beside the live ones)."""
+        for gauge, name in (
+            (WINDOW_MEAN, "millstream_window_mean"),
+            (LAST_READING, "millstream_last_reading_timestamp_seconds"),
+            (ANOMALY_SCORE, "millstream_anomaly_score"),
+        ):
+            for labels in self.guard.release(name, machine_ids, 2):  # machine_id is the 3rd label
+                gauge.remove(*labels)
+        for key in [k for k in self._last_reading if k[2] in machine_ids]:
+            del self._last_reading[key]
 
     def window(self, plant: str, line: str, machine_id: str, sensor: str, mean: float) -> None:
         labels = (plant, line, machine_id, sensor)

@@ -1,8 +1,9 @@
 """Pipeline metrics shared by every process, and the HTTP endpoint that serves them.
 
 Every process (gateway, stream worker, sink) calls :func:`serve` once; Prometheus scrapes
-``/metrics``; Kubernetes probes ``/healthz`` (the process runs) and ``/readyz`` (its broker and
-sink connections work). Labels are bounded: ``stage`` is a component name, ``reason`` a fixed code.
+``/metrics``; Kubernetes probes ``/healthz`` (the process runs and is not stuck: its liveness
+checks) and ``/readyz`` (its broker and sink connections work: its readiness checks). Labels are
+bounded: ``stage`` is a component name, ``reason`` a fixed code.
 """
 
 from __future__ import annotations
@@ -78,12 +79,19 @@ def precreate(stage: str, reasons: tuple[str, ...] = (), spc: tuple[str, str] | 
 
 class _Health:
     def __init__(self) -> None:
-        self.checks: dict[str, HealthCheck] = {}
+        self.checks: dict[str, HealthCheck] = {}  # readiness: /readyz
+        self.live: dict[str, HealthCheck] = {}  # liveness: /healthz
         self.lock = threading.Lock()
 
     def ready(self) -> tuple[bool, dict[str, bool]]:
+        return self._run(self.checks)
+
+    def alive(self) -> tuple[bool, dict[str, bool]]:
+        return self._run(self.live)
+
+    def _run(self, which: dict[str, HealthCheck]) -> tuple[bool, dict[str, bool]]:
         with self.lock:
-            checks = dict(self.checks)
+            checks = dict(which)
         results: dict[str, bool] = {}
         for name, check in checks.items():
             try:
@@ -102,15 +110,49 @@ def add_readiness_check(name: str, check: HealthCheck) -> None:
         HEALTH.checks[name] = check
 
 
+def add_liveness_check(name: str, check: HealthCheck) -> None:
+    """Register a check that ``/healthz`` runs: failing, the process is stuck and should be restarted."""
+    with HEALTH.lock:
+        HEALTH.live[name] = check
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 1.0, cache_s: float = 5.0) -> HealthCheck:
+    """A check that a TCP connection to one of the bootstrap servers opens within ``timeout_s``
+    (the answer is kept ``cache_s``, so frequent probes do not become connection storms)."""
+    import socket
+    import time
+
+    servers = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        servers.append((host.strip("[]") or "localhost", int(port or 9092)))
+    last: list[float] = [-cache_s, 0.0]  # [when, result]
+
+    def check() -> bool:
+        now = time.monotonic()
+        if now - last[0] < cache_s:
+            return bool(last[1])
+        ok = False
+        for host, port in servers:
+            try:
+                with socket.create_connection((host, port), timeout=timeout_s):
+                    ok = True
+                    break
+            except OSError:
+                continue
+        last[:] = [now, float(ok)]
+        return ok
+
+    return check
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            self._send(200, b"ok\n", "text/plain")
-        elif path == "/readyz":
-            ok, results = HEALTH.ready()
+        elif path in ("/healthz", "/readyz"):
+            ok, results = HEALTH.alive() if path == "/healthz" else HEALTH.ready()
             body = "".join(f"{k} {'ok' if v else 'FAIL'}\n" for k, v in sorted(results.items())) or "ok\n"
             self._send(200 if ok else 503, body.encode(), "text/plain")
         else:
@@ -129,7 +171,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve(port: int, host: str = "0.0.0.0", stage: str | None = None) -> ThreadingHTTPServer:  # noqa: S104
     """Serve /metrics, /healthz and /readyz on ``host:port`` from a daemon thread."""
-    server = ThreadingHTTPServer((host, port), _Handler)
+    from sinks.exceptions import SinkError
+
+    try:
+        server = ThreadingHTTPServer((host, port), _Handler)
+    except (OSError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        msg = f"cannot serve metrics on port {port}: {reason} (its setting: --metrics-port or *_METRICS_PORT)"
+        raise SinkError(msg) from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     if stage:

@@ -30,11 +30,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
-from schemas.exceptions import DecodeError
+from schemas.exceptions import DECODE_ERROR, UNKNOWN_SCHEMA, DecodeError
 from sinks.config import ClickHouseSettings, SinkSettings
 from sinks.exceptions import SinkError
 from sinks.flow import FlowControl
-from sinks.metrics import CONSUMER_LAG, DEAD_LETTERS, DECODE_ERRORS, RECORDS_IN, add_readiness_check
+from sinks.metrics import (
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    DECODE_ERRORS,
+    RECORDS_IN,
+    add_readiness_check,
+    broker_reachable,
+    precreate,
+)
 from sinks.sink_metrics import SINK_COMMITS
 from sinks.tables import ROUTES, Source
 from sinks.writer import STAGE, BatchWriter, FlushResult
@@ -142,6 +150,9 @@ class SinkRunner:
         from confluent_kafka import Consumer, KafkaException
 
         add_readiness_check("clickhouse", self._clickhouse_ready)
+        add_readiness_check("broker", broker_reachable(self.kafka.kafka_bootstrap))
+        # counters at 0 from the start: rate() sees the first event, the panels show the sink
+        precreate(STAGE, (DECODE_ERROR, UNKNOWN_SCHEMA, "invalid_record", "sink_rejected"))
         try:
             factory = self.consumer_factory or Consumer
             consumer = factory(self.consumer_config())

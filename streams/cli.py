@@ -63,14 +63,34 @@ def register(sub: Any) -> None:
 
 
 def run_faust(args: argparse.Namespace) -> int:
-    from sinks.metrics import serve
+    import time
+
+    from schemas.config import KafkaSettings
+    from sinks.metrics import add_liveness_check, add_readiness_check, broker_reachable, serve
     from streams.config import StreamSettings
-    from streams.faust_app import create_app, run_worker
+    from streams.exceptions import StreamError
+    from streams.faust_app import agent_health, create_app, run_worker
 
     settings = StreamSettings()
+    kafka = KafkaSettings()
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    app = create_app(settings, kafka)  # reads and checks every setting the job uses
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    broker = broker_reachable(kafka.kafka_bootstrap, cache_s=0.0)
+    deadline = time.monotonic() + settings.broker_wait_s
+    while not broker():  # Faust gives up on an unreachable broker at once, with a long traceback
+        if time.monotonic() > deadline:
+            msg = (
+                f"cannot reach the broker at {kafka.kafka_bootstrap} (MILLSTREAM_KAFKA_BOOTSTRAP) "
+                f"within {settings.broker_wait_s:g} s (MILLSTREAM_STREAM_BROKER_WAIT_S)"
+            )
+            raise StreamError(msg)
+        time.sleep(1.0)
     serve(port, stage="windows")
-    app = create_app(settings)
+    health = agent_health(app)
+    add_readiness_check("broker", broker_reachable(kafka.kafka_bootstrap))
+    add_readiness_check("windows_agent", health.ok)
+    add_liveness_check("windows_agent", health.ok)
     run_worker(app, loglevel=args.loglevel)
     return 0
 

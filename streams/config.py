@@ -44,10 +44,17 @@ class StreamSettings(BaseSettings):
         "clock are dead-lettered (a wrong device clock must not push the watermark).",
     )
     metrics_port: int = Field(
-        9101, description="MILLSTREAM_STREAM_METRICS_PORT: /metrics, /healthz, /readyz."
+        9101, ge=0, le=65535, description="MILLSTREAM_STREAM_METRICS_PORT: /metrics, /healthz, /readyz."
     )
     state_dir: str = Field(
-        ".millstream/faust", description="MILLSTREAM_STREAM_STATE_DIR: Faust's local data directory."
+        ".millstream/faust",
+        description="MILLSTREAM_STREAM_STATE_DIR: Faust's local data directory (created with its parents).",
+    )
+    broker_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="MILLSTREAM_STREAM_BROKER_WAIT_S: at start-up the Faust job waits this long for the "
+        "broker (a TCP connection to a bootstrap server), then stops with an error naming it.",
     )
 
     @field_validator("window")

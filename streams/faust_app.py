@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from typing import Any
 
 import faust
@@ -28,7 +29,9 @@ import faust
 from schemas.config import KafkaSettings, TopicSettings
 from schemas.exceptions import DECODE_ERROR, INVALID_RECORD, TOO_LATE, UNKNOWN_SCHEMA
 from schemas.serde import Serde
+from sinks.domain_metrics import DomainMetrics
 from sinks.metrics import CATCH_UP_RECORDS, CONSUMER_LAG, WATERMARK, precreate
+from streams.anomaly.config import AnomalySettings
 from streams.config import StreamSettings
 from streams.pipeline import STAGE, Outputs, PartitionProcessor, now_ms
 from streams.spc.config import SpcSettings
@@ -41,6 +44,25 @@ NEXT = "next_offset"  # in every value written: the next input offset the partit
 # A larger gap between the restored state and the consumer's position is an operator's offset reset
 # (skipping a backlog on purpose), not records lost on the way: it is logged and not read back.
 CATCH_UP_MAX = 100_000
+
+
+class AgentHealth:
+    """Whether the windows agent works: it crashed (an exception escaped it; Faust restarts it) and
+    has not handled a record since. The stream job's /healthz fails while that is so."""
+
+    def __init__(self) -> None:
+        self.crash: BaseException | None = None
+
+    def ok(self) -> bool:
+        return self.crash is None
+
+
+_HEALTH: weakref.WeakKeyDictionary[faust.App, AgentHealth] = weakref.WeakKeyDictionary()
+
+
+def agent_health(app: faust.App) -> AgentHealth:
+    """The health of ``app``'s windows agent (see :class:`AgentHealth`)."""
+    return _HEALTH[app]
 
 
 def _broker_url(kafka: KafkaSettings) -> str:
@@ -111,7 +133,13 @@ def create_app(
     enc_spc = serde.encoder("SpcSignal", topics.topic_spc_signals)
     enc_anomaly = serde.encoder("AnomalyEvent", topics.topic_anomalies)
     processors: dict[int, PartitionProcessor] = {}
+    # Every setting the processors use is read here, at start-up: a bad one stops the command with a
+    # clear error instead of crashing the agent at the first record.
     spc = SpcSettings()
+    spc.monitor_config()
+    anomaly = AnomalySettings()
+    domain = DomainMetrics()  # one cardinality guard for the process, not one per partition
+    health = _HEALTH[app] = AgentHealth()
     precreate(STAGE, (DECODE_ERROR, UNKNOWN_SCHEMA, INVALID_RECORD, TOO_LATE), (spc.chart, spc.rules))
     CATCH_UP_RECORDS.labels(STAGE)
     positions: dict[int, int] = {}
@@ -132,7 +160,9 @@ def create_app(
         proc = processors.get(partition)
         if proc is not None:
             return proc, Outputs()
-        proc = PartitionProcessor(stream, serde, partition, topics.topic_readings)
+        proc = PartitionProcessor(
+            stream, serde, partition, topics.topic_readings, spc, anomaly, domain=domain
+        )
         prefix = f"{partition}{TABLE_SEP}"
         keys: dict[str, Any] = {}
         meta = None
@@ -221,14 +251,21 @@ def create_app(
 
     @app.agent(readings, name="windows")
     async def windows_agent(events: Any) -> None:
-        async for event in events.events():
-            msg = event.message
-            proc, restored = processor_for(msg.partition)
-            await publish(restored)
-            expected = positions.get(msg.partition)
-            if expected is not None and msg.offset > expected:
-                await catch_up(proc, expected, msg.offset)
-            await handle(proc, event.value, msg.offset, msg.key)
+        try:
+            async for event in events.events():
+                msg = event.message
+                proc, restored = processor_for(msg.partition)
+                await publish(restored)
+                expected = positions.get(msg.partition)
+                if expected is not None and msg.offset > expected:
+                    await catch_up(proc, expected, msg.offset)
+                await handle(proc, event.value, msg.offset, msg.key)
+                health.crash = None
+        except asyncio.CancelledError:  # stopping or rebalancing
+            raise
+        except Exception as exc:
+            health.crash = exc
+            raise
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # Faust's decorators are untyped
     async def tick() -> None:
@@ -244,16 +281,27 @@ def create_app(
             if tp.topic != topics.topic_readings:
                 continue
             hw = app.consumer.highwater(tp)
-            if hw is not None:
-                pos = positions.get(tp.partition, 0)
+            pos = positions.get(tp.partition)
+            if pos is None:  # no record handled yet: the consumer's position (the committed offset)
+                try:
+                    pos = await app.consumer.position(tp)
+                except Exception:  # noqa: BLE001 - not positioned yet: no lag to tell
+                    pos = None
+            if hw is not None and pos is not None:
                 CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers too narrowly
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == topics.topic_readings:
-                processors.pop(tp.partition, None)
+                proc = processors.pop(tp.partition, None)
                 positions.pop(tp.partition, None)
+                if proc is not None:  # the new owner exports its machines' series from now on
+                    domain.forget(proc.machine_ids())
+                try:
+                    CONSUMER_LAG.remove(STAGE, tp.topic, str(tp.partition))
+                except KeyError:  # never set
+                    pass
 
     return app
 

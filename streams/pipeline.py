@@ -117,6 +117,7 @@ class PartitionProcessor:
         spc: SpcSettings | None = None,
         anomaly: Any = None,
         anomaly_checkpoint_ms: int = 10_000,
+        domain: DomainMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.serde = serde
@@ -135,7 +136,7 @@ class PartitionProcessor:
         self.spc = SpcOperator(spc.monitor_config())
         self.spc_sensors = spc.charted  # None: every sensor gets a chart
         self._analytics_dirty: set[str] = set()
-        self.domain = DomainMetrics()
+        self.domain = domain or DomainMetrics()  # share one per process: one cardinality guard
         from streams.anomaly.config import AnomalySettings
 
         self.anomaly_settings = anomaly or AnomalySettings()
@@ -143,6 +144,10 @@ class PartitionProcessor:
         self._anomaly_last_ts: dict[str, int] = {}
         self._anomaly_saved: dict[str, int] = {}  # machine_id -> wall ms of the last state write
         self.anomaly_checkpoint_ms = anomaly_checkpoint_ms
+
+    def machine_ids(self) -> set[str]:
+        """The machines whose readings this partition has seen (and whose state it holds)."""
+        return {k.split(KEY_SEP, 1)[0] for k in self.meta} | set(self.anomaly)
 
     # -------------------------------------------------------------------------------- records
     def handle(

@@ -13,7 +13,11 @@ class SpcSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SPC_", frozen=True, extra="ignore")
 
-    chart: str = Field("imr", description="MILLSTREAM_SPC_CHART: imr, xbar-r, xbar-s, ewma or cusum.")
+    chart: str = Field(
+        "imr",
+        description="MILLSTREAM_SPC_CHART: imr, xbar-r, xbar-s, ewma or cusum (the stream job charts "
+        "window means; the attribute charts p, np, c and u are for `millstream spc` on count data).",
+    )
     rules: str = Field("we", description="MILLSTREAM_SPC_RULES: we (Western Electric), nelson or none.")
     phase1_count: int = Field(
         25, ge=0, description="MILLSTREAM_SPC_PHASE1_COUNT: samples per key that form the phase I baseline."
@@ -40,6 +44,27 @@ class SpcSettings(BaseSettings):
         "sensor). Chart process characteristics; counters (energy, part counts) and machine states "
         "drift or jump by design and would only signal.",
     )
+
+    @field_validator("chart")
+    @classmethod
+    def _known_chart(cls, v: str) -> str:
+        from streams.spc.charts import chart_types
+
+        measurement = [k for k, c in chart_types().items() if c.data == "variables"]
+        if v not in measurement:
+            msg = f"not a chart of measurements; choose one of {', '.join(sorted(measurement))}"
+            raise ValueError(msg)
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, v: str) -> str:
+        from streams.spc.rules import RULE_SETS
+
+        if v not in RULE_SETS:
+            msg = f"unknown rule set; choose one of {', '.join(RULE_SETS)}"
+            raise ValueError(msg)
+        return v
 
     @field_validator("sensors")
     @classmethod

@@ -99,8 +99,8 @@ def test_every_pod_is_hardened(rendered: dict[str, list[dict[str, Any]]], overla
 def test_millstream_processes_probe_their_health_endpoints(
     rendered: dict[str, list[dict[str, Any]]], overlay: str
 ) -> None:
-    """Gateway, stream job and sink: liveness on /healthz, readiness on /readyz, on the metrics port
-    (sinks.metrics serves both there)."""
+    """Gateway, stream job and sink: liveness on /healthz, readiness on /readyz (with time for its
+    broker check), on the metrics port (sinks.metrics serves both there)."""
     checked = 0
     for label, c in millstream_containers(rendered[overlay]):
         if "livenessProbe" not in c and "readinessProbe" not in c:
@@ -109,6 +109,8 @@ def test_millstream_processes_probe_their_health_endpoints(
         assert "metrics" in ports, f"{label}/{c['name']}: no port named metrics"
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, label
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, label
+        # /readyz connects to the broker with a 1-2 s timeout: the probe's default 1 s would cut it off
+        assert c["readinessProbe"].get("timeoutSeconds", 1) >= 3, f"{label}: readiness probe timeout"
         checked += 1
     assert checked >= 2, f"{overlay}: expected the gateway and the sink at least, checked {checked}"
 

@@ -17,8 +17,8 @@ import pytest
 
 from infra.cli import main
 from streams.anomaly.backtest import Backtest, judge
-from streams.anomaly.table import parse_timestamp
 from streams.anomaly.detector import RelationDetector, SensorDetector
+from streams.anomaly.table import parse_timestamp
 
 T0 = 1_700_000_000  # epoch seconds of the first reading; a reading a minute
 SENSORS = ["pressure", "current", "temperature"]
