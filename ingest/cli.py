@@ -38,7 +38,10 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.settings_sources import Problems
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,6 @@ BRIDGES = {
     "opcua": "OPC UA client: subscribe to PLC nodes, produce readings",
     "mqtt": "MQTT subscriber: device topics -> readings (QoS 1, persistent session)",
 }
-SECTIONS = ("spool", "producer", "forwarder")  # configuration-file sections every kind understands
 
 
 def register(subparsers: Any) -> None:
@@ -68,18 +70,30 @@ def register(subparsers: Any) -> None:
         module.register_gateway(kinds)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        msg = f"must be a number greater than 0, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options every gateway kind shares."""
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics, /healthz, /readyz here")
     p.add_argument(
         "--duration",
-        type=float,
+        type=positive_float,
         default=None,
         help="stop after S seconds (of event time when fast-forwarding)",
     )
     p.add_argument(
         "--max-values-per-s",
-        type=float,
+        type=positive_float,
         default=None,
         help="rate limit in sensor values per second (MILLSTREAM_PRODUCER_MAX_VALUES_PER_S)",
     )
@@ -87,7 +101,8 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_spool_options(p: argparse.ArgumentParser) -> None:
-    """Store-and-forward options (override the file's ``spool:`` section and MILLSTREAM_SPOOL_*)."""
+    """Store-and-forward options (override the file's ``spool:`` section and MILLSTREAM_SPOOL_*).
+    For ``simulate`` the flags other than --spool-dir need a spool folder (an error otherwise)."""
     p.add_argument("--spool-dir", type=Path, default=None, help="spool folder (MILLSTREAM_SPOOL_DIR)")
     p.add_argument(
         "--fsync", choices=["always", "interval", "never"], default=None, help="spool fsync policy"
@@ -187,39 +202,6 @@ class GatewaySession:
         sys.stdout.flush()
 
 
-def _sections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The configuration file (if any) without, and its generic sections."""
-    from ingest.config import load_config_file
-    from schemas.exceptions import ConfigError
-
-    data = load_config_file(args.config) if getattr(args, "config", None) else {}
-    sections: dict[str, dict[str, Any]] = {}
-    for name in SECTIONS:
-        section = data.pop(name, None) or {}
-        if not isinstance(section, dict):
-            msg = f"{args.config}: the {name!r} section must be a mapping"
-            raise ConfigError(msg)
-        sections[name] = section
-    return data, sections
-
-
-def _forwarding_settings(
-    args: argparse.Namespace, sections: dict[str, dict[str, Any]], gateway_id: str
-) -> tuple[Any, Any, Any]:
-    """Spool, producer and forwarder settings: environment < file sections < command line."""
-    from ingest.config import ForwarderSettings, ProducerSettings, SpoolSettings
-
-    spool = dict(sections["spool"])
-    flags = {"dir": args.spool_dir, "fsync": args.fsync, "max_bytes": args.spool_max_bytes}
-    spool.update({k: v for k, v in {**flags, "overflow": args.overflow}.items() if v is not None})
-    if "dir" not in spool and "MILLSTREAM_SPOOL_DIR" not in os.environ:
-        spool["dir"] = Path(".millstream") / "spool" / gateway_id  # one folder per gateway
-    producer = dict(sections["producer"])
-    if args.max_values_per_s is not None:
-        producer["max_values_per_s"] = args.max_values_per_s
-    return SpoolSettings(**spool), ProducerSettings(**producer), ForwarderSettings(**sections["forwarder"])
-
-
 def _start_forwarder(args: argparse.Namespace, spool: Any, producer: Any, forwarder: Any) -> Any:
     from ingest.forwarder import DEAD_LETTERS, READINGS, Forwarder
     from schemas.config import KafkaSettings, TopicSettings
@@ -245,22 +227,18 @@ def _stop_after(stop: threading.Event, seconds: float | None) -> None:
 
 def run_bridge(args: argparse.Namespace) -> int:
     """``millstream gateway opcua|mqtt --config FILE``: the bridge, validation, store-and-forward."""
-    import importlib
-
-    from pydantic import ValidationError
-
     from ingest.bridge import Emitter
+    from ingest.settings_sources import Problems, forwarding_settings, spool_for
     from ingest.validation import Validator
-    from schemas.exceptions import ConfigError
 
     module = importlib.import_module(f"ingest.{args.gateway_kind}")
-    data, sections = _sections(args)
-    try:
-        config = module.CONFIG.model_validate(data)
-        settings = _forwarding_settings(args, sections, config.gateway_id)
-    except (ValidationError, ValueError) as exc:
-        msg = f"{args.config}: {exc}"
-        raise ConfigError(msg) from exc
+    problems = Problems(args.config)
+    data, sections = problems.read_file()
+    config = problems.model(module.CONFIG, data)
+    spool, producer, forward = forwarding_settings(args, sections, problems)
+    problems.check()
+    assert config is not None and spool is not None  # problems.check() raised otherwise
+    settings = (spool_for(spool, config.gateway_id), producer, forward)
     t0 = time.monotonic()
     with GatewaySession(args.metrics_port) as session:
         forwarder = _start_forwarder(args, *settings)
@@ -311,41 +289,39 @@ def _check_fault_plan(settings: Any) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     from ingest.config import ProducerSettings, SimulatorSettings
     from ingest.producer import GatewayProducer
+    from ingest.settings_sources import (
+        PRODUCER_FLAGS,
+        SIMULATOR_FLAGS,
+        Problems,
+        forwarding_settings,
+        given_flags,
+        spool_for,
+    )
     from ingest.simulator import PlantSimulator, RunResult, run_simulation
     from schemas.config import KafkaSettings, TopicSettings
     from schemas.exceptions import ConfigError
 
-    overrides = {
-        "machines": args.machines,
-        "sensors": args.sensors,
-        "rate_hz": args.rate,
-        "seed": args.seed,
-        "labels_path": args.labels,
-        "duration_s": args.duration,
-        "max_scans": args.max_scans,
-        "fault_probability": args.fault_probability,
-        "start_ms": args.start_ms,
-        "fast_forward": args.fast_forward,
-        "gateway_id": args.gateway_id,
-        "quiet_machines": args.quiet_machines,
-        "fault_schedule": ",".join(args.fault) if args.fault else None,
-    }
-    data, sections = _sections(args)
+    problems = Problems(args.config)
+    data, sections = problems.read_file()
     forwarding = bool(args.spool_dir or sections["spool"] or "MILLSTREAM_SPOOL_DIR" in os.environ)
-    try:
-        sim_settings = SimulatorSettings(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
-        _check_fault_plan(sim_settings)
-        producer_settings = ProducerSettings(**sections["producer"])
-        if args.max_values_per_s is not None:
-            producer_settings = producer_settings.model_copy(
-                update={"max_values_per_s": args.max_values_per_s}
-            )
-        gateway_id = sim_settings.gateway_id
-        forward_settings = _forwarding_settings(args, sections, gateway_id) if forwarding else None
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(str(exc)) from exc
+    if not forwarding:
+        _spool_options_need_a_folder(args, sections, problems)
+    sim_settings = problems.settings(SimulatorSettings, None, data, given_flags(args, SIMULATOR_FLAGS))
+    spool = forward = None
     if forwarding:
-        return _simulate_forwarding(args, sim_settings, forward_settings)
+        spool, producer_settings, forward = forwarding_settings(args, sections, problems)
+    else:
+        flags = given_flags(args, PRODUCER_FLAGS)
+        producer_settings = problems.settings(ProducerSettings, "producer", sections["producer"], flags)
+    problems.check()
+    assert sim_settings is not None and producer_settings is not None  # check() raised otherwise
+    try:
+        _check_fault_plan(sim_settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if spool is not None:
+        settings = (spool_for(spool, sim_settings.gateway_id), producer_settings, forward)
+        return _simulate_forwarding(args, sim_settings, settings)
     topic = args.topic or TopicSettings().topic_readings
     sim = PlantSimulator(sim_settings)
     result = RunResult()
@@ -378,6 +354,28 @@ def run_simulate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _spool_options_need_a_folder(
+    args: argparse.Namespace, sections: dict[str, Any], problems: Problems
+) -> None:
+    """Without a spool folder ``simulate`` produces straight to Kafka: spool options would do nothing."""
+    given = [
+        flag
+        for flag, value in (
+            ("--fsync", args.fsync),
+            ("--spool-max-bytes", args.spool_max_bytes),
+            ("--overflow", args.overflow),
+        )
+        if value is not None
+    ]
+    if sections["forwarder"]:
+        given.append(f"the forwarder: section of {args.config}")
+    if given:
+        problems.add(
+            f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --spool-dir (or a spool: section in "
+            "--config, or MILLSTREAM_SPOOL_DIR): without a spool folder simulate produces straight to Kafka"
+        )
 
 
 def _simulate_forwarding(args: argparse.Namespace, sim_settings: Any, settings: Any) -> int:

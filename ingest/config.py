@@ -224,9 +224,10 @@ class SpoolSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SPOOL_", frozen=True, extra="ignore")
 
-    dir: Path = Field(
-        Path(".millstream/spool"),
-        description="MILLSTREAM_SPOOL_DIR: folder of the spool segments; one gateway per folder (locked).",
+    dir: Path | None = Field(
+        None,
+        description="MILLSTREAM_SPOOL_DIR: folder of the spool segments; one gateway per folder (locked). "
+        "Unset (and no --spool-dir or spool.dir in the gateway's file): .millstream/spool/<gateway_id>.",
     )
     max_bytes: int = Field(
         1 << 30,

@@ -44,7 +44,7 @@ from collections import deque
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ingest.bridge import SOURCE_CONNECTED, Emitter, report_gap
 from ingest.forwarder import Outcome
@@ -82,6 +82,50 @@ class TopicMapping(BaseModel):
     units: dict[str, str] = Field(default_factory=dict)
     payload: PayloadFormat | None = None
 
+    @model_validator(mode="after")
+    def _pattern(self) -> TopicMapping:
+        parse_pattern(self)  # raises ValueError naming the pattern and what is wrong with it
+        return self
+
+
+def parse_pattern(mapping: TopicMapping) -> list[tuple[str, str]]:
+    """The levels of a topic pattern: ("lit", text) | ("var", field) | ("any", "")."""
+    pattern = mapping.pattern
+    levels: list[tuple[str, str]] = []
+    for level in pattern.split("/"):
+        if level.startswith("{") and level.endswith("}"):
+            name = level[1:-1]
+            if name not in FIELDS:
+                use = ", ".join(f"{{{f}}}" for f in FIELDS)
+                msg = f"pattern {pattern!r}: unknown placeholder {{{name}}} (use {use})"
+                raise ValueError(msg)
+            if ("var", name) in levels:
+                msg = f"pattern {pattern!r}: placeholder {{{name}}} appears twice"
+                raise ValueError(msg)
+            levels.append(("var", name))
+        elif level == "+":
+            levels.append(("any", ""))
+        elif level == "#":
+            msg = (
+                f"pattern {pattern!r}: '#' (multi-level wildcard) is not supported; give every level: "
+                "a literal, one placeholder or '+' (a level that is ignored)"
+            )
+            raise ValueError(msg)
+        elif "+" in level or "#" in level or "{" in level:
+            msg = (
+                f"pattern {pattern!r}: level {level!r} mixes text with a placeholder or wildcard; "
+                "a placeholder or '+' must be a whole level"
+            )
+            raise ValueError(msg)
+        else:
+            levels.append(("lit", level))
+    captured = {v for k, v in levels if k == "var"}
+    for name in FIELDS:
+        if name not in captured and getattr(mapping, name) is None:
+            msg = f"pattern {pattern!r} captures no {{{name}}} and the mapping sets no {name}"
+            raise ValueError(msg)
+    return levels
+
 
 class MqttConfig(BaseModel):
     """The configuration file of an MQTT gateway (without the spool/producer sections)."""
@@ -104,32 +148,28 @@ class MqttConfig(BaseModel):
     payload: PayloadFormat = Field(default_factory=PayloadFormat)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
+    @model_validator(mode="after")
+    def _static_units(self) -> MqttConfig:
+        """Units fixed in the mapping (used when a payload carries none) must pass validation."""
+        problems = []
+        for i, m in enumerate(self.topics):
+            fixed = [(m.sensor, m.unit, "unit")] if m.unit is not None else []
+            fixed += [(sensor, unit, f"units.{sensor}") for sensor, unit in m.units.items()]
+            for sensor, unit, key in fixed:
+                problem = self.validation.static_unit_problem(unit, sensor)
+                if problem is not None:
+                    problems.append(f"topics[{i}].{key}: {problem}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
 
 class TopicPattern:
     """``plant/{plant}/line/{line}/machine/{machine}/{sensor}`` -> subscription filter and matcher."""
 
     def __init__(self, mapping: TopicMapping) -> None:
         self.mapping = mapping
-        self.levels: list[tuple[str, str]] = []  # ("lit", text) | ("var", field) | ("any", "")
-        for level in mapping.pattern.split("/"):
-            if level.startswith("{") and level.endswith("}"):
-                name = level[1:-1]
-                if name not in FIELDS:
-                    msg = f"pattern {mapping.pattern!r}: unknown placeholder {{{name}}} (use {FIELDS})"
-                    raise ValueError(msg)
-                self.levels.append(("var", name))
-            elif level == "+":
-                self.levels.append(("any", ""))
-            elif "+" in level or "#" in level or "{" in level:
-                msg = f"pattern {mapping.pattern!r}: level {level!r} mixes text and wildcards"
-                raise ValueError(msg)
-            else:
-                self.levels.append(("lit", level))
-        captured = {v for k, v in self.levels if k == "var"}
-        for name in FIELDS:
-            if name not in captured and getattr(mapping, name) is None:
-                msg = f"pattern {mapping.pattern!r} captures no {{{name}}} and the mapping sets no {name}"
-                raise ValueError(msg)
+        self.levels = parse_pattern(mapping)
         self.filter = "/".join(text if kind == "lit" else "+" for kind, text in self.levels)
 
     def match(self, topic: str) -> dict[str, str] | None:

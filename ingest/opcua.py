@@ -49,69 +49,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-
 from ingest.bridge import SOURCE_CONNECTED, Emitter, report_gap
-from ingest.validation import Sample, ValidationConfig
+from ingest.exceptions import GatewayError
+from ingest.opcua_config import NodeMapping, OpcUaConfig
+from ingest.validation import Sample
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["CONFIG", "GATEWAY", "NamespaceNotFound", "NodeMapping", "OpcUaConfig", "OpcUaGateway"]
 
 QUALITY_BY_SEVERITY = ("GOOD", "UNCERTAIN", "BAD", "BAD")  # StatusCode bits 31..30
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-class NodeMapping(BaseModel):
-    """One OPC UA variable and the reading it becomes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    node_id: str | None = None
-    browse_path: str | None = None
-    plant: str | None = None
-    line: str | None = None
-    machine: str
-    sensor: str
-    unit: str
-
-    @model_validator(mode="after")
-    def _one_address(self) -> NodeMapping:
-        if (self.node_id is None) == (self.browse_path is None):
-            msg = f"{self.machine}/{self.sensor}: give exactly one of node_id and browse_path"
-            raise ValueError(msg)
-        return self
-
-
-class OpcUaConfig(BaseModel):
-    """The configuration file of an OPC UA gateway (without the spool/producer sections)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    gateway_id: str = "opcua-1"
-    endpoint: str
-    plant: str | None = None
-    line: str | None = None
-    namespaces: dict[str, str] = Field(default_factory=dict)
-    publishing_interval_ms: float = Field(100.0, gt=0)
-    sampling_interval_ms: float = Field(0.0, ge=0)
-    queue_size: int = Field(1000, ge=1)
-    client_queue: int = Field(200_000, ge=100)
-    request_timeout_s: float = Field(4.0, gt=0)
-    watchdog_interval_s: float = Field(1.0, gt=0)
-    reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
-    username: str | None = None
-    password: SecretStr | None = None
-    nodes: list[NodeMapping] = Field(min_length=1)
-    validation: ValidationConfig = Field(default_factory=ValidationConfig)
-
-    @model_validator(mode="after")
-    def _plant_line(self) -> OpcUaConfig:
-        for n in self.nodes:
-            if (n.plant or self.plant) is None or (n.line or self.line) is None:
-                msg = f"{n.machine}/{n.sensor}: no plant/line (set them on the node or at the top level)"
-                raise ValueError(msg)
-        return self
+class NamespaceNotFound(GatewayError):  # noqa: N818 - reads better at the raise
+    """A namespace URI of the configuration is not in the server's NamespaceArray."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +96,7 @@ class OpcUaGateway:
         self.reconnects = 0
         self.gaps: list[float] = []
         self.missing_source_time = 0
+        self.ever_subscribed = False
         self._bindings: dict[int, Binding] = {}
 
     def run_blocking(self, stop: threading.Event) -> None:
@@ -187,6 +141,7 @@ class OpcUaGateway:
                             cfg.gateway_id, self.protocol, gap, f"{len(self._bindings)} nodes re-subscribed"
                         )
                     self.subscribed.set()
+                    self.ever_subscribed = True
                     SOURCE_CONNECTED.labels(cfg.gateway_id, self.protocol).set(1)
                     await self._pump(sub, lost, stop)
                 finally:
@@ -195,6 +150,12 @@ class OpcUaGateway:
                     if not stop.is_set():
                         lost_at = time.monotonic()
                     await _quiet_disconnect(client)
+            except NamespaceNotFound as exc:
+                if not self.ever_subscribed:
+                    raise  # a wrong URI in the configuration: fatal at the first connection
+                if lost_at is None:  # the server changed after a restart: it may come back
+                    lost_at = time.monotonic()
+                logger.error("%s; retrying", exc)
             except errors as exc:
                 if lost_at is None:
                     lost_at = time.monotonic()
@@ -214,7 +175,7 @@ class OpcUaGateway:
         from asyncua.ua.uaerrors import UaError
 
         cfg = self.config
-        aliases = {alias: str(await client.get_namespace_index(uri)) for alias, uri in cfg.namespaces.items()}
+        aliases = await self._namespace_indexes(client)
         requests: list[Any] = []
         bindings: dict[int, Binding] = {}
         trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
@@ -259,18 +220,36 @@ class OpcUaGateway:
         results = await sub.create_monitored_items(requests)
         failed = [(r, req) for r, req in zip(results, requests, strict=True) if isinstance(r, ua.StatusCode)]
         for code, req in failed:
-            logger.error("OPC UA: cannot monitor %s: %s", req.ItemToMonitor.NodeId.to_string(), code)
+            b = bindings[req.RequestedParameters.ClientHandle]
+            logger.error(
+                "OPC UA: cannot monitor %s (%s/%s): %s (%s)",
+                b.source,
+                b.machine,
+                b.sensor,
+                code.name,
+                code.doc,
+            )
         if len(failed) == len(requests):
             msg = f"no node of {cfg.endpoint} could be monitored"
             raise ConnectionError(msg)
         logger.info("OPC UA %s: subscribed to %d nodes", cfg.endpoint, len(requests) - len(failed))
         return sub
 
+    async def _namespace_indexes(self, client: Any) -> dict[str, str]:
+        """alias -> the index of its URI on this server (indexes may change when the server restarts)."""
+        cfg = self.config
+        uris: list[str] = list(await client.get_namespace_array())
+        missing = [f"{uri!r} (alias {alias})" for alias, uri in cfg.namespaces.items() if uri not in uris]
+        if missing:
+            has = ", ".join(f"{i}: {u}" for i, u in enumerate(uris))
+            msg = f"OPC UA {cfg.endpoint}: the server has no namespace {', '.join(missing)}; it has {has}"
+            raise NamespaceNotFound(msg)
+        return {alias: str(uris.index(uri)) for alias, uri in cfg.namespaces.items()}
+
     @staticmethod
     async def _node(client: Any, m: NodeMapping, aliases: dict[str, str]) -> Any:
-        if m.node_id is not None:
-            nid = m.node_id.format_map(aliases) if aliases and "{" in m.node_id else m.node_id
-            return client.get_node(nid)
+        if m.node_id is not None:  # {alias} placeholders, {{ and }} for literal braces
+            return client.get_node(m.node_id.format_map(aliases) if "{" in m.node_id else m.node_id)
         path = []
         for element in (m.browse_path or "").strip("/").split("/"):
             ns, sep, name = element.partition(":")

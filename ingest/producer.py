@@ -28,6 +28,7 @@ from ingest.config import ProducerSettings
 from ingest.encoding import MachineLayout, ScanEncoder
 from ingest.exceptions import GatewayError, ProduceError
 from ingest.ratelimit import TokenBucket
+from ingest.rdkafka_log import LibrdkafkaLog
 from ingest.tick_encoding import TickEncoder
 from schemas.config import KafkaSettings
 from schemas.serde import Serde
@@ -71,6 +72,7 @@ class GatewayProducer:
         conf: dict[str, Any] = {**kafka.librdkafka(), **self.settings.librdkafka()}
         conf["on_delivery"] = self._on_delivery
         conf["error_cb"] = self._on_error
+        conf["logger"] = LibrdkafkaLog()  # librdkafka's own log: via logging, repeats at DEBUG
         try:
             self._producer = Producer(conf)
         except KafkaException as exc:

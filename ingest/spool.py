@@ -84,7 +84,10 @@ class Spool:
 
     def __init__(self, settings: SpoolSettings, tracked_kinds: frozenset[int] = frozenset({0})) -> None:
         self.settings = settings
-        self.dir = settings.dir
+        if settings.dir is None:
+            msg = "no spool folder: set --spool-dir, spool.dir in the gateway file or MILLSTREAM_SPOOL_DIR"
+            raise GatewayError(msg)
+        self.dir: Path = settings.dir
         self.tracked = tracked_kinds
         self._segments: dict[int, Segment] = {}  # ascending ids
         self._writer: Segment | None = None

@@ -28,13 +28,14 @@ to the forwarder).
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.exceptions import INVALID_RECORD
 
@@ -105,12 +106,22 @@ CANONICAL = frozenset(
 
 
 class RangeRule(BaseModel):
-    """Plausible ranges of one sensor, in its canonical unit: ``[low, high]``."""
+    """Plausible ranges of one sensor, in its canonical unit: ``[low, high]`` with low <= high."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     uncertain_outside: tuple[float, float] | None = None
     bad_outside: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeRule:
+        for name in ("uncertain_outside", "bad_outside"):
+            bounds = getattr(self, name)
+            if bounds is not None and not bounds[0] <= bounds[1]:  # also catches NaN
+                low, high = bounds
+                msg = f"{name} [{low:g}, {high:g}]: the low end is above the high end; write [low, high]"
+                raise ValueError(msg)
+        return self
 
 
 class ValidationConfig(BaseModel):
@@ -126,6 +137,32 @@ class ValidationConfig(BaseModel):
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
     max_clock_ahead_s: float = Field(5.0, gt=0)
     max_clock_behind_s: float = Field(600.0, gt=0)
+
+    def unit_tables(self) -> tuple[dict[str, str], dict[str, Conversion], frozenset[str]]:
+        """(aliases, conversions, canonical units): the built-in tables extended by this section."""
+        conversions = {**CONVERSIONS, **self.conversions}
+        canonical = CANONICAL | set(self.canonical_units) | {conv.to for conv in conversions.values()}
+        return {**ALIASES, **self.unit_aliases}, conversions, frozenset(canonical)
+
+    def static_unit_problem(self, unit: str, sensor: str | None = None) -> str | None:
+        """Why a unit fixed in the configuration (not sent by the device) would make every value of
+        ``sensor`` a dead letter; None when it is fine. Same rules as :meth:`Validator.check`."""
+        aliases, conversions, canonical = self.unit_tables()
+        u = aliases.get(unit, unit)
+        conv = conversions.get(u)
+        if conv is None and u not in canonical and self.unknown_units == "reject":
+            known = sorted({*aliases, *conversions, *canonical})
+            close = difflib.get_close_matches(unit, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return (
+                f"unknown unit {unit!r}{hint}: add it with unit_aliases, conversions or canonical_units, "
+                "or set validation.unknown_units: pass"
+            )
+        expected = self.expected_units.get(sensor) if sensor is not None else None
+        to = conv.to if conv is not None else u
+        if expected is not None and to != expected:
+            return f"unit {unit!r} is not convertible to {expected!r} (validation.expected_units)"
+        return None
 
 
 class Invalid(Exception):  # noqa: N818 - a verdict, not an error of the gateway
@@ -159,9 +196,7 @@ class Validator:
     def __init__(self, config: ValidationConfig | None = None, gateway_id: str = "gateway") -> None:
         self.config = c = config or ValidationConfig()
         self.gateway_id = gateway_id
-        self.aliases = {**ALIASES, **c.unit_aliases}
-        self.conversions = {**CONVERSIONS, **c.conversions}
-        self.canonical = CANONICAL | set(c.canonical_units) | {conv.to for conv in self.conversions.values()}
+        self.aliases, self.conversions, self.canonical = c.unit_tables()
         self.ranges = c.ranges
         self._ahead_ms = c.max_clock_ahead_s * 1000
         self._behind_ms = c.max_clock_behind_s * 1000

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ import pytest
 import yaml
 
 from infra.procs import free_port, wait_until
-from ingest.bridge import SOURCE_GAP
+from ingest import edge_sim
+from ingest.bridge import SOURCE_GAP, Emitter
 from ingest.config import SimulatorSettings, SpoolSettings
-from ingest.edge_sim import OpcUaSimServer, OpcUaSimThread
-from ingest.opcua import OpcUaConfig, OpcUaGateway
+from ingest.edge_sim import NAMESPACE, OpcUaSimServer, OpcUaSimThread
+from ingest.forwarder import DEAD_LETTERS, READINGS, Forwarder
+from ingest.opcua import NamespaceNotFound, OpcUaConfig, OpcUaGateway
 from ingest.signals import sensor_specs
+from ingest.validation import Validator
 from schemas.config import KafkaSettings, TopicSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -205,3 +209,88 @@ def test_cli_gateway_runs_from_a_yaml_file_and_summarises_on_sigterm(
     assert checks.by_series(read_topic(kafka, topics.topic_readings, len(sent))) == checks.sent_series(
         sent, bad_has_value=False
     )
+
+
+@pytest.fixture()
+def idle_emitter(tmp_path: Path) -> Iterator[Emitter]:
+    """An Emitter on a forwarder that is never started (nothing reaches Kafka)."""
+    fwd = Forwarder(
+        KafkaSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}"),
+        {READINGS: "readings", DEAD_LETTERS: "dlq"},
+        SpoolSettings(dir=tmp_path / "spool"),
+    )
+    yield Emitter(fwd, Validator(gateway_id="opcua-test"), seq_start=1)
+    fwd.link.close(timeout=0.1)
+
+
+@pytest.mark.integration
+def test_a_namespace_uri_the_server_lacks_is_fatal_at_the_first_connection_and_named(
+    opcua_server: Callable[[SimulatorSettings], OpcUaSimThread], idle_emitter: Emitter
+) -> None:
+    sim = opcua_server(SimulatorSettings(machines=1, sensors=2, fault_probability=0))
+    config = OpcUaConfig.model_validate({**sim.server.gateway_config(), "namespaces": {"sim": "urn:wrong"}})
+    stop = threading.Event()
+    timer = threading.Timer(30, stop.set)  # a gateway that retried instead would end here
+    timer.start()
+    try:
+        with pytest.raises(NamespaceNotFound) as info:
+            OpcUaGateway(config, idle_emitter).run_blocking(stop)
+    finally:
+        timer.cancel()
+    text = str(info.value)
+    assert "'urn:wrong' (alias sim)" in text and sim.server.endpoint in text
+    assert NAMESPACE in text, "the error lists the namespaces the server has"
+
+
+@pytest.mark.integration
+def test_a_namespace_missing_after_a_server_restart_is_retried(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    tmp_path: Path,
+    opcua_server: Callable[[SimulatorSettings], OpcUaSimThread],
+    gateway_run: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ingest.opcua")
+    sim = opcua_server(SimulatorSettings(machines=1, sensors=2, fault_probability=0))
+    config = OpcUaConfig.model_validate(
+        {**sim.server.gateway_config("opcua-ns"), "reconnect_initial_s": 0.2, "reconnect_max_s": 0.5}
+    )
+    run = gateway_run(OpcUaGateway, config, kafka, topics, SpoolSettings(dir=tmp_path / "spool"))
+    assert run.gateway.subscribed.wait(30)
+    monkeypatch.setattr(edge_sim, "NAMESPACE", "urn:renamed")  # the server comes back without our URI
+    sim.restart(down_s=0.5)
+    wait_until(
+        lambda: any(f"no namespace {NAMESPACE!r}" in r.getMessage() for r in caplog.records),
+        30,
+        "the missing namespace to be reported",
+    )
+    assert run._thread.is_alive(), "not fatal after the first subscription"
+    monkeypatch.setattr(edge_sim, "NAMESPACE", NAMESPACE)
+    sim.restart(down_s=0.1)
+    wait_until(lambda: run.gateway.reconnects == 1 and run.gateway.subscribed.is_set(), 30, "re-subscription")
+
+
+@pytest.mark.integration
+def test_a_node_the_server_lacks_is_logged_by_status_name_and_the_others_subscribed(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    tmp_path: Path,
+    opcua_server: Callable[[SimulatorSettings], OpcUaSimThread],
+    gateway_run: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ingest.opcua")
+    sim = opcua_server(SimulatorSettings(machines=1, sensors=2, fault_probability=0))
+    data = sim.server.gateway_config("opcua-missing")
+    data["nodes"][0]["node_id"] = "ns={sim};s=p1/l1/m001/not-there"
+    run = gateway_run(
+        OpcUaGateway, OpcUaConfig.model_validate(data), kafka, topics, SpoolSettings(dir=tmp_path / "spool")
+    )
+    assert run.gateway.subscribed.wait(30)
+    missing = data["nodes"][0]
+    lines = [r.getMessage() for r in caplog.records if "cannot monitor" in r.getMessage()]
+    assert len(lines) == 1 and "BadNodeIdUnknown" in lines[0], lines
+    assert f"({missing['machine']}/{missing['sensor']})" in lines[0]
+    run.wait_read(1)  # the other node's current value arrives
