@@ -30,9 +30,13 @@ DOCUMENTS = {
 
 def config_table(classes: list[type[BaseSettings]] | None = None) -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
+    seen: set[str] = set()
     for cls in settings_classes() if classes is None else classes:
         for name, field in cls.model_fields.items():
             var = env_name(cls, name, field)
+            if var in seen:  # read by two groups (MILLSTREAM_DATA_DIR): one row
+                continue
+            seen.add(var)
             desc = (field.description or "").strip()
             desc = re.sub(rf"^{re.escape(var)}:\s*", "", desc).replace("|", "\\|").replace("\n", " ")
             default = field.get_default(call_default_factory=True)

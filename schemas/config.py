@@ -42,7 +42,9 @@ class KafkaSettings(BaseSettings):
         description="MILLSTREAM_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
     )
     kafka_sasl_mechanism: str = Field(
-        "SCRAM-SHA-512", description="MILLSTREAM_KAFKA_SASL_MECHANISM: used with SASL_* protocols."
+        "SCRAM-SHA-512",
+        description="MILLSTREAM_KAFKA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; used with "
+        "SASL_* protocols.",
     )
     kafka_username: str | None = Field(None, description="MILLSTREAM_KAFKA_USERNAME: SASL user.")
     kafka_password: SecretStr | None = Field(
@@ -61,6 +63,15 @@ class KafkaSettings(BaseSettings):
         allowed = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
         if v.upper() not in allowed:
             msg = f"must be one of {sorted(allowed)}"
+            raise ValueError(msg)
+        return v.upper()
+
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _mechanism(cls, v: str) -> str:
+        allowed = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # what every engine's client is set up for
+        if v.upper() not in allowed:
+            msg = f"must be one of {', '.join(allowed)}"
             raise ValueError(msg)
         return v.upper()
 
@@ -95,8 +106,12 @@ class TopicSettings(BaseSettings):
     topic_late: str = Field(
         "millstream.late.v1", description="MILLSTREAM_TOPIC_LATE: readings later than the allowed lateness."
     )
-    topic_spc_signals: str = Field("millstream.spc-signals.v1", description="MILLSTREAM_TOPIC_SPC_SIGNALS.")
-    topic_anomalies: str = Field("millstream.anomalies.v1", description="MILLSTREAM_TOPIC_ANOMALIES.")
+    topic_spc_signals: str = Field(
+        "millstream.spc-signals.v1", description="MILLSTREAM_TOPIC_SPC_SIGNALS: SPC rule violations."
+    )
+    topic_anomalies: str = Field(
+        "millstream.anomalies.v1", description="MILLSTREAM_TOPIC_ANOMALIES: anomaly events (open and close)."
+    )
     topic_partitions: int = Field(
         6, ge=1, description="MILLSTREAM_TOPIC_PARTITIONS: partitions of every topic (parallelism ceiling)."
     )

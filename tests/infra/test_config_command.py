@@ -68,6 +68,9 @@ def test_a_bad_setting_fails_the_check_naming_the_variable_without_its_secret() 
     proc = config(MILLSTREAM_PRODUCER_EXTRA="notjson")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "MILLSTREAM_PRODUCER_EXTRA: not valid JSON" in proc.stderr
+    proc = config(MILLSTREAM_KAFKA_SASL_MECHANISM="SCRAM_SHA_512")  # underscores: librdkafka refuses it later
+    assert proc.returncode == 1
+    assert "MILLSTREAM_KAFKA_SASL_MECHANISM='SCRAM_SHA_512': Value error, must be one of PLAIN" in proc.stderr
     proc = config(MILLSTREAM_CLICKHOUSE_URL="chdb://rel/ch")
     assert proc.returncode == 1 and "chdb:///absolute/path (three slashes)" in proc.stderr
 
