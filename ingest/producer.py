@@ -28,9 +28,9 @@ from ingest.config import ProducerSettings
 from ingest.encoding import MachineLayout, ScanEncoder
 from ingest.exceptions import GatewayError, ProduceError
 from ingest.ratelimit import TokenBucket
-from ingest.rdkafka_log import LibrdkafkaLog
 from ingest.tick_encoding import TickEncoder
 from schemas.config import KafkaSettings
+from schemas.rdkafka_log import LibrdkafkaLog
 from schemas.serde import Serde
 from sinks.metrics import RECORDS_OUT
 

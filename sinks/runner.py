@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
 from schemas.exceptions import DECODE_ERROR, UNKNOWN_SCHEMA, DecodeError
+from schemas.rdkafka_log import LibrdkafkaLog
 from sinks.config import ClickHouseSettings, SinkSettings
 from sinks.exceptions import SinkError
 from sinks.flow import FlowControl
@@ -143,6 +144,9 @@ class SinkRunner:
             "heartbeat.interval.ms": max(100, self.kafka.kafka_session_timeout_ms // 3),
             "enable.partition.eof": False,
             "fetch.wait.max.ms": self.sink.fetch_wait_max_ms,
+            # librdkafka's own log through Python logging, each line once per 30 s: while the broker
+            # is unreachable it logs a failed connection several times a second
+            "logger": LibrdkafkaLog(),
         }
 
     def run(self) -> RunStats:
