@@ -30,7 +30,7 @@ from ingest.exceptions import GatewayError, ProduceError
 from ingest.ratelimit import TokenBucket
 from ingest.tick_encoding import TickEncoder
 from schemas.config import KafkaSettings
-from schemas.rdkafka_log import LibrdkafkaLog
+from schemas.log_repeats import LibrdkafkaLog
 from schemas.serde import Serde
 from sinks.metrics import RECORDS_OUT
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.config import KafkaSettings, SerdeSettings, TopicSettings
 from schemas.exceptions import DECODE_ERROR, UNKNOWN_SCHEMA, DecodeError
-from schemas.rdkafka_log import LibrdkafkaLog
+from schemas.log_repeats import LibrdkafkaLog
 from sinks.config import ClickHouseSettings, SinkSettings
 from sinks.exceptions import SinkError
 from sinks.flow import FlowControl

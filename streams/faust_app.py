@@ -28,6 +28,7 @@ import faust
 
 from schemas.config import KafkaSettings, TopicSettings
 from schemas.exceptions import DECODE_ERROR, INVALID_RECORD, TOO_LATE, UNKNOWN_SCHEMA
+from schemas.log_repeats import RepeatFilter
 from schemas.serde import Serde
 from sinks.domain_metrics import DomainMetrics
 from sinks.metrics import CATCH_UP_RECORDS, CONSUMER_LAG, WATERMARK, precreate
@@ -346,7 +347,17 @@ def read_range(
         c.close()
 
 
+class _Worker(faust.Worker):
+    """Faust's worker, whose log passes a repeated warning or error once per 30 s (aiokafka logs one
+    per connection attempt while the broker is unreachable: dozens a second)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        for handler in logger.handlers:
+            handler.addFilter(RepeatFilter(("aiokafka", "faust", "mode")))
+
+
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:
     """Run the worker until SIGTERM/SIGINT; Faust commits offsets and stops cleanly."""
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = _Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

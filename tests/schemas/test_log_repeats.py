@@ -23,12 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 def test_repeated_connection_failures_are_logged_once(
     capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="schemas.rdkafka_log")
+    caplog.set_level(logging.DEBUG, logger="schemas.log_repeats")
     producer = GatewayProducer(KafkaSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}"), "nowhere")
 
     def failures() -> list[logging.LogRecord]:
         return [
-            r for r in caplog.records if r.name == "schemas.rdkafka_log" and "Connect to" in r.getMessage()
+            r for r in caplog.records if r.name == "schemas.log_repeats" and "Connect to" in r.getMessage()
         ]
 
     deadline = time.monotonic() + 20
