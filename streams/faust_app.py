@@ -45,6 +45,7 @@ NEXT = "next_offset"  # in every value written: the next input offset the partit
 # A larger gap between the restored state and the consumer's position is an operator's offset reset
 # (skipping a backlog on purpose), not records lost on the way: it is logged and not read back.
 CATCH_UP_MAX = 100_000
+CONSUMER_STOP_TIMEOUT_S = 15.0  # the longest the worker waits for its Kafka consumer to stop
 
 
 class AgentHealth:
@@ -359,5 +360,11 @@ class _Worker(faust.Worker):
 
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:
     """Run the worker until SIGTERM/SIGINT; Faust commits offsets and stops cleanly."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    # With the broker gone, stopping the consumer waits out mode's 60 s default: as long as
+    # Kubernetes' grace period, so the pod was killed. The state is written before offsets are
+    # committed, so giving up on the consumer sooner loses nothing.
+    AIOKafkaConsumerThread.shutdown_timeout = CONSUMER_STOP_TIMEOUT_S
     worker = _Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
