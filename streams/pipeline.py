@@ -262,7 +262,13 @@ class PartitionProcessor:
         monitor = self.anomaly.get(machine)
         if monitor is None:
             monitor = self.anomaly[machine] = MachineMonitor(machine, self.anomaly_settings)
-        scored = monitor.update(ts, {r["sensor"]: r["value"] for r in readings if r["event_time"] == ts})
+        values = {r["sensor"]: r["value"] for r in readings if r["event_time"] == ts}
+        try:
+            scored = monitor.update(ts, values)
+        except Exception:  # a state the monitor cannot go on from: start afresh rather than crash-loop
+            logger.exception("machine %s: its anomaly monitor failed; its models start afresh", machine)
+            monitor = self.anomaly[machine] = MachineMonitor(machine, self.anomaly_settings)
+            scored = monitor.update(ts, values)
         for detector, score in scored.scores.items():
             self.domain.anomaly_score(first["plant"], first["line"], machine, detector, score)
         ev = scored.event
@@ -277,6 +283,30 @@ class PartitionProcessor:
             "features": {k: float(v) for k, v in ev.features.items()}, "emitted_at": wall,
         })  # fmt: skip
         self._anomaly_saved.pop(machine, None)  # an event changes state worth keeping: save it now
+
+    def _restore_monitor(self, machine: str, state: Any) -> Any:
+        """A machine's anomaly monitor from its checkpoint, or None (it starts afresh, with a warning)
+        when the checkpoint is unreadable or was written with other MILLSTREAM_ANOMALY_* settings:
+        changed settings take effect, at the price of a new warm-up."""
+        from streams.anomaly.exceptions import SnapshotError
+        from streams.anomaly.monitor import MachineMonitor, model_id
+
+        try:
+            monitor = MachineMonitor.restore(state)
+        except (SnapshotError, AttributeError) as exc:
+            logger.warning(
+                "machine %s: its anomaly checkpoint is unreadable (%s): its models start afresh", machine, exc
+            )
+            return None
+        wanted = model_id(self.anomaly_settings)
+        if monitor.model_id != wanted:
+            logger.warning(
+                "machine %s: the anomaly settings changed since its checkpoint (model %s, now %s): its "
+                "models start afresh, with a new warm-up",
+                machine, monitor.model_id, wanted,
+            )  # fmt: skip
+            return None
+        return monitor
 
     def _analyse(self, key: str, window: dict[str, Any], out: Outputs, wall: int) -> None:
         """Run the per-window analytics (SPC) on a window the operator emitted."""
@@ -341,13 +371,14 @@ class PartitionProcessor:
                 changed[k] = None
             else:
                 changed[k] = {"op": snap, "meta": list(self.meta.get(k, ("", "", ""))), "spc": spc}
-        # Anomaly models are larger (tens of KB): checkpointed per machine every anomaly_checkpoint_ms
+        # Anomaly models are larger (~16 KB a sensor): checkpointed per machine every anomaly_checkpoint_ms
         # and whenever an event opens or closes. After a crash a model resumes from its checkpoint.
         wall = now_ms()
         for machine, monitor in self.anomaly.items():
             if wall - self._anomaly_saved.get(machine, -(2**62)) >= self.anomaly_checkpoint_ms:
                 changed[ANOMALY_PREFIX + machine] = {
-                    "anomaly": monitor.snapshot(), "last_ts": self._anomaly_last_ts.get(machine),
+                    "anomaly": monitor.snapshot(),
+                    "last_ts": self._anomaly_last_ts.get(machine),
                 }
                 self._anomaly_saved[machine] = wall
         return changed
@@ -361,10 +392,10 @@ class PartitionProcessor:
             if snap is None:
                 continue
             if k.startswith(ANOMALY_PREFIX):
-                from streams.anomaly.monitor import MachineMonitor
-
                 machine = k[len(ANOMALY_PREFIX) :]
-                self.anomaly[machine] = MachineMonitor.restore(snap["anomaly"])
+                monitor = self._restore_monitor(machine, snap.get("anomaly"))
+                if monitor is not None:
+                    self.anomaly[machine] = monitor
                 if snap.get("last_ts") is not None:
                     self._anomaly_last_ts[machine] = int(snap["last_ts"])
                 self._anomaly_saved[machine] = now_ms()

@@ -11,7 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class AnomalySettings(BaseSettings):
     """Detector, calibration and alerting settings. Env vars ``MILLSTREAM_ANOMALY_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_ANOMALY_", frozen=True, extra="ignore")
+    # inf and nan are refused (an hour count of inf crashed the monitor), and so are absurdly large times
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_ANOMALY_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     # ---- features
     window: int = Field(
@@ -59,6 +62,7 @@ class AnomalySettings(BaseSettings):
     profile_interval: float = Field(
         60.0,
         ge=0,
+        le=1e9,
         description="MILLSTREAM_ANOMALY_PROFILE_INTERVAL: seconds. PROFILE_ALPHA is per reading for readings "
         "at least this far apart, and per this much event time for faster ones, so a sensor read every "
         "second keeps a time-of-day normal of hours, not of its last minute (0 = per reading at any pace).",
@@ -140,6 +144,7 @@ class AnomalySettings(BaseSettings):
     likelihood_window_s: float = Field(
         0.0,
         ge=0,
+        le=1e9,
         description="MILLSTREAM_ANOMALY_LIKELIHOOD_WINDOW_S: the calibrators average at least this many "
         "seconds of readings: once a machine's sampling interval is known (the mean gap over its first "
         "20 judged readings), their window becomes max(LIKELIHOOD_WINDOW, this / interval) readings, at "
@@ -271,6 +276,7 @@ class AnomalySettings(BaseSettings):
     max_duration_hours: float = Field(
         1.0,
         ge=0,
+        le=1e6,
         description="MILLSTREAM_ANOMALY_MAX_DURATION_HOURS: an event is not closed by MAX_DURATION before "
         "it has lasted this much event time (1: a sensor read every second does not make a fault the new "
         "normal after 8 minutes; 500 readings a minute or more apart already last longer).",

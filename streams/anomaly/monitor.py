@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,12 @@ class MachineMonitor:
         self.adapt_left = 0  # after an event outlasts max_duration, learn everything for that long
         self.first_ms: int | None = None  # event time of the first scored reading (time-based warm-up)
         self.runs: dict[str, list[float]] = {}  # flatline: sensor -> [last value, run, longest normal run]
+        # sensors that first reported after the machine's first reading: the reading count they came at
+        # (their range is judged only after a warm-up of their own)
+        self.late: dict[str, int] = {}
+        # LIKELIHOOD_WINDOW_S: the gaps between the first WINDOW_SETTLE readings, and the last one's time
+        self.settle_gaps: list[int] = []
+        self.last_ms: int | None = None
         self._ignored = s.ignored
         self.relation: RelationDetector | None = None  # created at the 2nd reading or later with 2+ sensors
         self.rel_liks: dict[str, Likelihood] = {}
@@ -138,9 +145,17 @@ class MachineMonitor:
         LIKELIHOOD_WINDOW): at a reading a second, 10 readings are 10 s, within which a slowly
         wandering residual hardly changes, so its average is no average at all."""
         s = self.settings
-        if not s.likelihood_window_s or self.count != WINDOW_SETTLE or self.first_ms is None:
+        if not s.likelihood_window_s or self.count > WINDOW_SETTLE:
             return
-        gap_s = (ts_ms - self.first_ms) / 1000 / (self.count - 1)
+        # the median gap, not the mean: one reconnect pause or a buffered burst among the first
+        # readings would set the window for the machine's whole life
+        if self.last_ms is not None:
+            self.settle_gaps.append(ts_ms - self.last_ms)
+        self.last_ms = ts_ms
+        if self.count != WINDOW_SETTLE:
+            return
+        gap_s = statistics.median(self.settle_gaps) / 1000 if self.settle_gaps else 0.0
+        self.settle_gaps, self.last_ms = [], None
         if gap_s <= 0:
             return
         window = min(MAX_WINDOW, max(s.likelihood_window, round(s.likelihood_window_s / gap_s)))
@@ -156,6 +171,8 @@ class MachineMonitor:
 
     def _add_sensor(self, name: str) -> None:
         s = self.settings
+        if self.count > 1:
+            self.late[name] = self.count
         self.windows[name] = SensorWindow(s.window, s.segments, s.long_window)
         self.sensors[name] = SensorDetector(
             s.profile_bins,
@@ -201,7 +218,10 @@ class MachineMonitor:
         runs: dict[str, list[float]] = {}
         for name, v in present.items():
             win = self.windows[name]
-            if win.count:
+            # a range of a few readings says little: a sensor that came late is not judged by it
+            # before it has made WARMUP readings (the others have by the end of the machine's warm-up)
+            came = self.late.get(name)
+            if win.count and (came is None or self.count - came >= s.warmup):
                 res = s.range_steps * win.step
                 e = range_exceedance(v, win.lo, win.hi, s.range_tolerance, res)
                 run = self.beyond.get(name)
@@ -398,6 +418,9 @@ class MachineMonitor:
             "adapt_left": self.adapt_left,
             "first_ms": self.first_ms,
             "runs": {k: list(r) for k, r in self.runs.items()},
+            "late": dict(self.late),
+            "settle_gaps": list(self.settle_gaps),
+            "settle_last_ms": self.last_ms,
             "windows": {k: w.snapshot() for k, w in self.windows.items()},
             "sensors": {k: d.snapshot() for k, d in self.sensors.items()},
             "liks": {k: c.snapshot() for k, c in self.liks.items()},
@@ -435,6 +458,9 @@ class MachineMonitor:
             m.suspect = int(state.get("suspect", 0))
             m.first_ms = None if state.get("first_ms") is None else int(state["first_ms"])
             m.runs = {k: [float(x) for x in r] for k, r in state.get("runs", {}).items()}
+            m.late = {k: int(v) for k, v in state.get("late", {}).items()}
+            m.settle_gaps = [int(g) for g in state.get("settle_gaps", [])]
+            m.last_ms = None if state.get("settle_last_ms") is None else int(state["settle_last_ms"])
             m.windows = {k: SensorWindow.from_snapshot(v) for k, v in state["windows"].items()}
             m.sensors = {k: SensorDetector.from_snapshot(v) for k, v in state["sensors"].items()}
             m.liks = {k: Likelihood.from_snapshot(v) for k, v in state["liks"].items()}
