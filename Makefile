@@ -9,7 +9,6 @@ PY := $(VENV)/bin/python
 DURATION ?= 120
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := prometheus prometheus-alertmanager openjdk-17-jre-headless mosquitto
 
 .PHONY: demo test setup system-deps lint bench k8s-validate docs clean
 

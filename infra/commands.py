@@ -82,7 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     st = StackSettings()
     broker = LocalBroker(st.data_dir.resolve(), st.broker_port or 9092).start()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # kill, or the terminal closed: stop what was started
+        signal.signal(sig, lambda *_: stop.set())
     prom = None
     try:
         topics = TopicSettings()
@@ -100,6 +101,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         print(f"prometheus  {prom.url}")
         print(f"export MILLSTREAM_KAFKA_BOOTSTRAP={broker.bootstrap}")
+        print(
+            "Prometheus scrapes the components' metrics ports: start them with "
+            "`millstream gateway … --metrics-port 9100`, "
+            f"`millstream run faust` (serves :{targets[1].port}), "
+            "`MILLSTREAM_SINK_METRICS_PORT=9102 millstream sink`."
+        )
         print("Ctrl-C stops the stack.", flush=True)
         while not stop.wait(0.5):
             pass

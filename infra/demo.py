@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from infra.pipeline import LocalPipeline, PipelineOptions
+from infra.procs import interrupted_by_signals
 from infra.stack import StackSettings
 
 EXAMPLE_SQL = [
     (
-        "Latest 10 s window per machine and sensor",
+        "Latest window per machine and sensor",
         "SELECT machine_id, sensor, argMax(mean, window_end) AS mean, max(window_end) AS at "
         "FROM window_aggregates FINAL GROUP BY machine_id, sensor ORDER BY machine_id, sensor LIMIT 20",
     ),
@@ -61,7 +62,8 @@ def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) ->
     console = Console(stderr=True, quiet=as_json)
     started_ms = int(time.time() * 1000)
     summary: dict[str, Any] = {"duration_s": duration_s}
-    # Demo defaults show results within a minute; the user's MILLSTREAM_* settings win.
+    # Demo defaults show results within a minute; the user's window and SPC settings win. The plant
+    # (--machines, --rate), the partitions and the lateness settings are the demo's own.
     opts = PipelineOptions(
         data_dir=StackSettings().data_dir,
         window=os.environ.get("MILLSTREAM_STREAM_WINDOW", "tumbling:5s"),
@@ -71,7 +73,7 @@ def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) ->
             "MILLSTREAM_SPC_SENSORS": os.environ.get("MILLSTREAM_SPC_SENSORS", CHARTED_SENSORS),
         },
     )
-    with LocalPipeline(opts) as pipe:
+    with interrupted_by_signals(), LocalPipeline(opts) as pipe:
         console.print("[bold]Millstream demo[/] — starting broker, Prometheus, sink, stream worker, gateway")
         pipe.start_stack()
         assert pipe.prometheus is not None

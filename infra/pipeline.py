@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from infra.exceptions import StackError
 from infra.procs import ManagedProcess, free_port, wait_until
 from infra.stack import LocalBroker, LocalPrometheus, ScrapeTarget, create_topics
 from schemas.config import KafkaSettings, TopicSettings
@@ -52,6 +54,7 @@ class LocalPipeline:
         self.procs: dict[str, ManagedProcess] = {}
         self.topics = TopicSettings(topic_partitions=self.opt.partitions)
         self.clickhouse_path = self.data_dir / "clickhouse"
+        self._lock_file: IO[str] | None = None
 
     # ------------------------------------------------------------------------------------- env
     @property
@@ -84,8 +87,10 @@ class LocalPipeline:
 
     # ------------------------------------------------------------------------------------- start
     def start_stack(self) -> None:
-        """Broker (fresh, in memory), topics, Prometheus (fresh TSDB)."""
+        """Broker (fresh, in memory), topics, Prometheus (fresh TSDB). One run per data folder: a
+        second one is refused before it touches anything (it would delete the first one's state)."""
         self.logs.mkdir(parents=True, exist_ok=True)
+        self._lock()
         for stale in ("faust", "prometheus"):
             shutil.rmtree(self.data_dir / stale, ignore_errors=True)
         self.broker = LocalBroker(self.data_dir).start()
@@ -264,6 +269,28 @@ class LocalPipeline:
         proc = self.procs.get(name)
         return proc.stop(timeout) if proc else None
 
+    def _lock(self) -> None:
+        import fcntl
+
+        path = self.data_dir / ".run.lock"
+        fh = path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "?"
+            fh.close()
+            msg = (
+                f"another demo or local run (pid {owner}) is using {self.data_dir}: wait for it to end, "
+                "or set MILLSTREAM_DATA_DIR to another folder"
+            )
+            raise StackError(msg) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_file = fh  # held (and the lock with it) until close()
+
     def close(self) -> None:
         """Stop everything, gateway first, broker last. Safe to call twice."""
         for name in ("gateway", "windows", "sink"):
@@ -274,6 +301,9 @@ class LocalPipeline:
             self.prometheus.stop()
         if self.broker is not None:
             self.broker.stop()
+        lock, self._lock_file = self._lock_file, None
+        if lock is not None:
+            lock.close()
 
     def __enter__(self) -> LocalPipeline:
         return self

@@ -8,8 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from infra.exceptions import StackError
@@ -29,6 +30,26 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.3)
         return s.connect_ex((host, port)) == 0
+
+
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, a cancelled job) interrupt the block like
+    Ctrl-C, so the code that stops its child processes runs: they run in sessions of their own, so
+    the terminal's signals never reach them. In the main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
@@ -66,10 +87,12 @@ class ManagedProcess:
         self.env = env
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_start = 0  # where this run's lines begin in the (appended) log
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        self.log_start = log.tell()
         out = self.stdout_path.open("wb") if self.stdout_path else None
         try:
             self.proc = subprocess.Popen(
@@ -105,10 +128,14 @@ class ManagedProcess:
             raise StackError(msg)
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines this run wrote (the log is appended to across runs)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            with self.log_path.open("rb") as fh:
+                fh.seek(self.log_start)
+                text = fh.read().decode(errors="replace")
         except OSError:
             return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
 
     def signal(self, sig: int) -> None:
         if self.alive() and self.proc is not None:

@@ -34,14 +34,25 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore")
 
     data_dir: Path = Field(
-        Path(".millstream"), description="MILLSTREAM_DATA_DIR: logs, embedded ClickHouse, Prometheus TSDB."
+        Path(".millstream"),
+        description="MILLSTREAM_DATA_DIR: logs, embedded ClickHouse, Prometheus TSDB (relative to the "
+        "folder a command runs in).",
     )
-    broker_port: int = Field(0, description="MILLSTREAM_BROKER_PORT: local broker port; 0 picks a free one.")
+    broker_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="MILLSTREAM_BROKER_PORT: the broker port of `millstream up` (0: 9092). The demo always "
+        "picks free ports.",
+    )
     prometheus_port: int = Field(
-        0, description="MILLSTREAM_PROMETHEUS_PORT: local Prometheus port; 0 picks a free one."
+        0,
+        ge=0,
+        le=65535,
+        description="MILLSTREAM_PROMETHEUS_PORT: the Prometheus port of `millstream up` (0: 9090).",
     )
     scrape_interval_s: float = Field(
-        1.0, gt=0, description="MILLSTREAM_SCRAPE_INTERVAL_S: Prometheus scrape interval of the local stack."
+        1.0, gt=0, description="MILLSTREAM_SCRAPE_INTERVAL_S: Prometheus scrape interval of `millstream up`."
     )
 
 

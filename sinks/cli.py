@@ -227,12 +227,32 @@ def run_sql(args: argparse.Namespace) -> int:
                 print("OK")
                 return 0
         except Exception as exc:
-            msg = f"query failed: {error_text(exc)}"
+            msg = f"query failed: {error_text(exc)}{_empty_database_hint(client, exc)}"
             raise SinkError(msg) from exc
     finally:
         client.close()
     write_result(columns, rows, args.format, sys.stdout)
     return 0
+
+
+def _empty_database_hint(client: Any, exc: Exception) -> str:
+    """For an unknown table in a database without tables: where that database is and what to do."""
+    if getattr(exc, "code", None) != 60 and "UNKNOWN_TABLE" not in str(exc):
+        return ""
+    from sinks.config import ClickHouseSettings
+
+    try:
+        count = "SELECT count() FROM system.tables WHERE database = currentDatabase()"
+        tables = int(str(client.command(count)))
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    if tables:
+        return ""
+    return (
+        f". The database at {ClickHouseSettings().display_url()} has no tables: run the command from the "
+        "folder of your Millstream data, set MILLSTREAM_DATA_DIR or MILLSTREAM_CLICKHOUSE_URL, or run "
+        "`millstream migrate` (a demo or sink creates them)"
+    )
 
 
 def run_metadata_load(args: argparse.Namespace) -> int:

@@ -155,6 +155,11 @@ class SinkRunner:
 
         add_readiness_check("clickhouse", self._clickhouse_ready)
         add_readiness_check("broker", broker_reachable(self.kafka.kafka_bootstrap))
+        if not broker_reachable(self.kafka.kafka_bootstrap, cache_s=0.0)():
+            logger.warning(
+                "cannot reach the broker at %s (MILLSTREAM_KAFKA_BOOTSTRAP); waiting for it (see /readyz)",
+                self.kafka.kafka_bootstrap,
+            )
         # counters at 0 from the start: rate() sees the first event, the panels show the sink
         precreate(STAGE, (DECODE_ERROR, UNKNOWN_SCHEMA, "invalid_record", "sink_rejected"))
         try:

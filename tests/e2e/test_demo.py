@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,56 @@ def test_demo_json_contract_and_clean_shutdown(tmp_path: Path) -> None:
     assert summary["prometheus_up"] is True
     assert summary["dead_letters"] == 0
     assert _processes_mentioning(str(tmp_path / "demo-data")) == [], "the demo left processes running"
+
+
+def _start_demo(data: Path, duration: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "demo", "--duration", duration, "--machines", "2", "--json"],
+        env={**os.environ, "MILLSTREAM_DATA_DIR": str(data)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_sink_log(data: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not (data / "logs" / "sink.log").exists():  # the stack is up, the components are starting
+        assert time.monotonic() < deadline, "the demo did not start its components"
+        time.sleep(0.5)
+    time.sleep(3)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_killed_demo_stops_every_process_it_started(tmp_path: Path, sig: signal.Signals) -> None:
+    """`kill`, a closed terminal or a cancelled job: the components (each in a session of its own)
+    are stopped too, and the data folder is free for the next run."""
+    data = tmp_path / "demo-data"
+    demo = _start_demo(data, "120")
+    _wait_for_sink_log(data)
+    demo.send_signal(sig)
+    _, err = demo.communicate(timeout=120)
+    assert demo.returncode == 130, err[-2000:]
+    assert "millstream: interrupted" in err
+    assert _processes_mentioning(str(data)) == [], "the demo left processes running"
+
+
+def test_a_second_demo_on_the_same_folder_is_refused_before_it_touches_anything(tmp_path: Path) -> None:
+    data = tmp_path / "demo-data"
+    first = _start_demo(data, "120")
+    try:
+        _wait_for_sink_log(data)
+        state = sorted(p.name for p in data.iterdir())
+        second = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "demo", "--duration", "5", "--json"],
+            env={**os.environ, "MILLSTREAM_DATA_DIR": str(data)},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert f"another demo or local run (pid {first.pid}) is using {data}" in second.stderr, second.stderr
+        assert sorted(p.name for p in data.iterdir()) == state  # nothing deleted
+        assert first.poll() is None  # the first goes on
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    assert _processes_mentioning(str(data)) == []

@@ -307,3 +307,13 @@ def test_sql_names_the_columns_of_an_empty_result(filled: Any, capsys: pytest.Ca
     assert capsys.readouterr().out == "machine_id,mean\n"
     assert main(["sql", query]) == 0
     assert capsys.readouterr().out.splitlines()[0].split() == ["machine_id", "|", "mean"]
+
+
+def test_an_unknown_table_in_an_empty_database_says_where_the_database_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MILLSTREAM_CLICKHOUSE_URL", f"chdb://{tmp_path / 'elsewhere'}")  # a wrong folder
+    assert main(["sql", "SELECT count() FROM window_aggregates"]) == 1
+    err = capsys.readouterr().err
+    assert f"The database at chdb://{tmp_path / 'elsewhere'} has no tables" in err
+    assert "set MILLSTREAM_DATA_DIR or MILLSTREAM_CLICKHOUSE_URL" in err
