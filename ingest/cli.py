@@ -215,7 +215,7 @@ def _ready_when_online(args: argparse.Namespace, forwarder: Any) -> None:
     if args.metrics_port is not None:
         from sinks.metrics import add_readiness_check
 
-        add_readiness_check("kafka", lambda: bool(forwarder.online))
+        add_readiness_check("broker", lambda: bool(forwarder.online))
 
 
 def _stop_after(stop: threading.Event, seconds: float | None) -> None:
@@ -330,7 +330,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         if args.metrics_port is not None:
             from sinks.metrics import add_readiness_check
 
-            add_readiness_check("kafka", producer.connected)
+            add_readiness_check("broker", producer.connected)
         try:
             run_simulation(sim, producer, session.stop, result)
         finally:

@@ -77,6 +77,14 @@ def precreate(stage: str, reasons: tuple[str, ...] = (), spc: tuple[str, str] | 
         ANOMALY_EVENTS.labels(kind)
 
 
+READINESS = Gauge(
+    "millstream_readiness_check",
+    "1 while a readiness check of the process passes, 0 while it fails (run at every /readyz probe and "
+    "every /metrics scrape).",
+    ["check"],
+)
+
+
 class _Health:
     def __init__(self) -> None:
         self.checks: dict[str, HealthCheck] = {}  # readiness: /readyz
@@ -84,7 +92,10 @@ class _Health:
         self.lock = threading.Lock()
 
     def ready(self) -> tuple[bool, dict[str, bool]]:
-        return self._run(self.checks)
+        ok, results = self._run(self.checks)
+        for name, passed in results.items():
+            READINESS.labels(name).set(1.0 if passed else 0.0)
+        return ok, results
 
     def alive(self) -> tuple[bool, dict[str, bool]]:
         return self._run(self.live)
@@ -150,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
+            HEALTH.ready()  # millstream_readiness_check as of this scrape
             self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         elif path in ("/healthz", "/readyz"):
             ok, results = HEALTH.alive() if path == "/healthz" else HEALTH.ready()

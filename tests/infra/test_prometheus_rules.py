@@ -34,7 +34,7 @@ SEVERITIES = {"critical", "warning", "info"}
 # SPC charts and rules, anomaly kinds, and machines under the cardinality guard).
 BOUNDED_LABELS = {
     "job", "component", "instance", "stage", "topic", "table", "reason", "metric", "le",
-    "chart", "rule", "kind", "plant", "line", "machine_id",
+    "chart", "rule", "kind", "plant", "line", "machine_id", "check",
 }  # fmt: skip
 
 
