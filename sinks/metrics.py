@@ -79,8 +79,7 @@ def precreate(stage: str, reasons: tuple[str, ...] = (), spc: tuple[str, str] | 
 
 READINESS = Gauge(
     "millstream_readiness_check",
-    "1 while a readiness check of the process passes, 0 while it fails (run at every /readyz probe and "
-    "every /metrics scrape).",
+    "1 while a readiness check of the process passes, 0 while it fails (as of the last /readyz probe).",
     ["check"],
 )
 
@@ -161,7 +160,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            HEALTH.ready()  # millstream_readiness_check as of this scrape
             self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         elif path in ("/healthz", "/readyz"):
             ok, results = HEALTH.alive() if path == "/healthz" else HEALTH.ready()

@@ -104,7 +104,7 @@ def test_probes_lag_after_restart_and_broker_loss(pipe: LocalPipeline) -> None:
     status, body = probe(port, "/readyz")
     assert "broker FAIL" in body, body
     assert probe(port, "/healthz")[0] == 200  # not stuck: waiting for the broker is no reason to restart
-    metrics = probe(port, "/metrics")[1]  # what MillstreamNotReady alerts on, as of this scrape
+    metrics = probe(port, "/metrics")[1]  # what MillstreamNotReady alerts on, as of the last probe
     assert 'millstream_readiness_check{check="broker"} 0.0' in metrics
     assert 'millstream_readiness_check{check="windows_agent"} 1.0' in metrics
     # The client library's repeated connection errors are logged once per 30 s, not dozens a second.
