@@ -9,10 +9,15 @@ time (the engine locks it): run ``millstream sql`` while the sink runs and the s
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import re
 import struct
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -95,8 +100,13 @@ def _open_embedded(settings: ClickHouseSettings) -> Client:
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
     dsn = f"chdb://{path}" if path is not None else "chdb://memory"
+    printed: list[str] = []
     try:
-        return clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
+        with _stderr_captured(printed):  # the engine prints its own errors; ours below say more
+            client = clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
+        if printed[0].strip():
+            sys.stderr.write(printed[0])  # not an error of ours: pass it on
+        return client
     except ImportError as exc:
         msg = "embedded ClickHouse needs the chdb package: pip install 'chdb>=3.6'"
         raise SinkError(msg) from exc
@@ -115,6 +125,24 @@ def _open_embedded(settings: ClickHouseSettings) -> Client:
         else:
             msg = f"cannot open embedded ClickHouse at {path or 'memory'}: {text}"
         raise SinkError(msg) from exc
+
+
+@contextlib.contextmanager
+def _stderr_captured(into: list[str]) -> Iterator[None]:
+    """What the process writes to file descriptor 2 in the block (C code too), appended to ``into``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            into.append(tmp.read().decode(errors="replace"))
+            if into[-1].strip():
+                logger.debug("embedded ClickHouse printed: %s", into[-1].strip())
 
 
 def _open_server(settings: ClickHouseSettings) -> Client:

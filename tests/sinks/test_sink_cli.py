@@ -163,7 +163,9 @@ sys.stdin.readline()
 """
 
 
-def test_locked_embedded_database_gives_a_clear_error(tmp_path: Path) -> None:
+def test_locked_embedded_database_gives_a_clear_error(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     settings = ClickHouseSettings(data_dir=tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(tmp_path)],
@@ -182,6 +184,7 @@ def test_locked_embedded_database_gives_a_clear_error(tmp_path: Path) -> None:
             f"embedded ClickHouse at {path} is in use by another process (a running sink?); "
             "stop it or set MILLSTREAM_CLICKHOUSE_URL to a ClickHouse server"
         )
+        assert "Code: 76" not in capfd.readouterr().err  # the engine's own print is not shown as well
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
