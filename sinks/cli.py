@@ -16,6 +16,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+_TABLES_HERE = "SELECT count() FROM system.tables WHERE database = currentDatabase()"
+
 def register(subparsers: Any) -> None:
     sink = subparsers.add_parser(
         "sink",
@@ -242,8 +244,7 @@ def _empty_database_hint(client: Any, exc: Exception) -> str:
     from sinks.config import ClickHouseSettings
 
     try:
-        count = "SELECT count() FROM system.tables WHERE database = currentDatabase()"
-        tables = int(str(client.command(count)))
+        tables = int(str(client.command(_TABLES_HERE)))
     except Exception:  # noqa: BLE001 - only a hint
         return ""
     if tables:
