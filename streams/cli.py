@@ -63,12 +63,9 @@ def register(sub: Any) -> None:
 
 
 def run_faust(args: argparse.Namespace) -> int:
-    import time
-
     from schemas.config import KafkaSettings
     from sinks.metrics import add_liveness_check, add_readiness_check, broker_reachable, serve
     from streams.config import StreamSettings
-    from streams.exceptions import StreamError
     from streams.faust_app import agent_health, create_app, run_worker
 
     settings = StreamSettings()
@@ -76,16 +73,7 @@ def run_faust(args: argparse.Namespace) -> int:
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     app = create_app(settings, kafka)  # reads and checks every setting the job uses
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    broker = broker_reachable(kafka.kafka_bootstrap, cache_s=0.0)
-    deadline = time.monotonic() + settings.broker_wait_s
-    while not broker():  # Faust gives up on an unreachable broker at once, with a long traceback
-        if time.monotonic() > deadline:
-            msg = (
-                f"cannot reach the broker at {kafka.kafka_bootstrap} (MILLSTREAM_KAFKA_BOOTSTRAP) "
-                f"within {settings.broker_wait_s:g} s (MILLSTREAM_STREAM_BROKER_WAIT_S)"
-            )
-            raise StreamError(msg)
-        time.sleep(1.0)
+    wait_for_broker(kafka, settings.broker_wait_s)  # Faust gives up at once, with a long traceback
     serve(port, stage="windows")
     health = agent_health(app)
     add_readiness_check("broker", broker_reachable(kafka.kafka_bootstrap))
@@ -93,6 +81,25 @@ def run_faust(args: argparse.Namespace) -> int:
     add_liveness_check("windows_agent", health.ok)
     run_worker(app, loglevel=args.loglevel)
     return 0
+
+
+def wait_for_broker(kafka: Any, wait_s: float) -> None:
+    """Wait up to ``wait_s`` for a TCP connection to a bootstrap server; then a one-line error."""
+    import time
+
+    from sinks.metrics import broker_reachable
+    from streams.exceptions import StreamError
+
+    broker = broker_reachable(kafka.kafka_bootstrap, cache_s=0.0)
+    deadline = time.monotonic() + wait_s
+    while not broker():
+        if time.monotonic() > deadline:
+            msg = (
+                f"cannot reach the broker at {kafka.kafka_bootstrap} (MILLSTREAM_KAFKA_BOOTSTRAP) "
+                f"within {wait_s:g} s (MILLSTREAM_STREAM_BROKER_WAIT_S)"
+            )
+            raise StreamError(msg)
+        time.sleep(1.0)
 
 
 def run_flink(args: argparse.Namespace) -> int:
@@ -106,7 +113,7 @@ def run_flink(args: argparse.Namespace) -> int:
     from sinks.metrics import serve
     from streams.config import StreamSettings
     from streams.flink.config import FlinkSettings
-    from streams.flink.job import JobSpec, resolve_restore
+    from streams.flink.job import JobSpec, fixed_job_id, resolve_restore
     from streams.flink.runner import in_application_mode, run_application, run_local
     from streams.spc.config import SpcSettings
 
@@ -129,9 +136,10 @@ def run_flink(args: argparse.Namespace) -> int:
             spec.restore_path = resolve_restore(flink, Path("."))
         run_application(spec)
         return 0
+    wait_for_broker(spec.kafka, stream.broker_wait_s)  # the local job would wait silently forever
     data_dir = StackSettings().data_dir
     spec.checkpoint_dir = flink.resolved_checkpoint_dir(data_dir)
-    spec.restore_path = resolve_restore(flink, spec.checkpoint_dir)
+    spec.restore_path = resolve_restore(flink, spec.checkpoint_dir, fixed_job_id(stream.app_id))
     port = args.metrics_port if args.metrics_port is not None else stream.metrics_port
     serve(port, stage="windows")
     stop = threading.Event()

@@ -80,7 +80,8 @@ class FlinkSettings(BaseSettings):
     prometheus_port: int | None = Field(
         None,
         description="MILLSTREAM_FLINK_PROMETHEUS_PORT: when set, Flink's own PrometheusReporter serves "
-        "Flink-native metrics (operators, checkpoints, Kafka clients, the job's user metrics) on this port.",
+        "Flink-native metrics (operators, checkpoints, Kafka clients, the job's user metrics) on this port. "
+        "Not on the local MiniCluster, whose plugin path lacks the reporter (a known gap).",
     )
     conf: dict[str, str] = Field(
         default_factory=dict,

@@ -63,8 +63,9 @@ def fixed_job_id(app_id: str) -> str:
     return hashlib.md5(app_id.encode(), usedforsecurity=False).hexdigest()
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest completed checkpoint under ``root`` (``<job id>/chk-N/_metadata``), or None.
+def latest_checkpoint(root: Path, job_id: str = "*") -> Path | None:
+    """The newest completed checkpoint under ``root`` (``<job id>/chk-N/_metadata``; of one job's if
+    ``job_id`` is given), or None.
 
     Flink writes ``_metadata`` last (to a temporary name, then renamed), so a folder without it is a
     checkpoint in progress or an aborted one and is skipped.
@@ -73,7 +74,7 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     found = [
         p.parent
-        for p in root.glob("*/chk-*/_metadata")
+        for p in root.glob(f"{job_id}/chk-*/_metadata")
         if p.is_file() and p.stat().st_size > 0 and p.parent.name.split("-", 1)[1].isdigit()
     ]
     if not found:
@@ -81,13 +82,14 @@ def latest_checkpoint(root: Path) -> Path | None:
     return max(found, key=lambda d: (d.joinpath("_metadata").stat().st_mtime_ns, int(d.name.split("-")[1])))
 
 
-def resolve_restore(flink: FlinkSettings, checkpoint_dir: Path) -> Path | None:
-    """What MILLSTREAM_FLINK_RESTORE asks for: the latest checkpoint, nothing, or a given path."""
+def resolve_restore(flink: FlinkSettings, checkpoint_dir: Path, job_id: str = "*") -> Path | None:
+    """What MILLSTREAM_FLINK_RESTORE asks for: the latest checkpoint (of the job ``job_id``, whose
+    folder it is: another app id's checkpoints are not this job's), nothing, or a given path."""
     mode = flink.restore.strip()
     if mode == "none":
         return None
     if mode == "latest":
-        return latest_checkpoint(checkpoint_dir)
+        return latest_checkpoint(checkpoint_dir, job_id)
     path = Path(mode).expanduser().resolve()
     if path.name == "_metadata":
         path = path.parent

@@ -162,7 +162,8 @@ class LocalJob:
         if self._result is not None and self._result.done():
             return self._final()
         try:
-            return str(self.client.get_job_status().result())
+            status = self.client.get_job_status().result()
+            return str(getattr(status, "name", status))  # the enum's name: RUNNING, not JobStatus.RUNNING
         except Exception:
             if self._result is not None and self._result.done():
                 return self._final()

@@ -179,6 +179,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         wait_until(lambda: latest_checkpoint(checkpoints) not in (None, seen), 60, "a checkpoint", 0.5)
         time.sleep(1.5)  # some records and windows after the last checkpoint, to be replayed
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5).read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/readyz", timeout=5) as r:  # noqa: S310
+            ready = (r.status, r.read().decode())  # the job runs: ready (it compared the wrong name)
         first.kill()  # SIGKILL to the whole group: client, JVM, Python workers
         killed_at = latest_checkpoint(checkpoints)
         committed_before = len(_windows(pipe))
@@ -238,6 +240,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "killed_at": killed_at,
             "committed_before": committed_before,
             "metrics": metrics,
+            "ready": ready,
             "dead": dead,
         }
     finally:
@@ -294,6 +297,10 @@ def test_windows_written_again_after_the_restart_are_identical_replays(run: dict
 def test_client_process_served_the_shared_metrics(run: dict[str, Any]) -> None:
     lines = [line for line in run["metrics"].splitlines() if line.startswith("millstream_records_in_total")]
     assert lines and float(lines[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_the_running_job_is_ready(run: dict[str, Any]) -> None:
+    assert run["ready"] == (200, "flink_job ok\n")
 
 
 def test_rejected_values_in_clickhouse_with_their_partition_and_offset(run: dict[str, Any]) -> None:
