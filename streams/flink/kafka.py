@@ -97,7 +97,10 @@ def readings_table_ddl(
     The watermark is declared on the record timestamp, so the planner pushes it into the KafkaSource:
     one watermark per partition (split), combined by taking the minimum. ``ts - (delay + 1 ms)``
     reproduces the DataStream bounded-out-of-orderness generator (``max - delay - 1``) that
-    ``streams.flink.keyed`` expects.
+    ``streams.flink.keyed`` expects. The timestamp counts at most up to the wall clock
+    (``LEAST(ts, CURRENT_TIMESTAMP)``): the job validates a reading after the source, so a reading
+    from a device clock a day ahead would otherwise move the watermark a day ahead, and every later
+    reading would be late until the wall clock caught up.
     """
     options = {
         "connector": "kafka",
@@ -128,7 +131,7 @@ def readings_table_ddl(
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
   `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
-  WATERMARK FOR `ts` AS `ts` - {_interval(out_of_orderness_ms + 1)}
+  WATERMARK FOR `ts` AS LEAST(`ts`, CURRENT_TIMESTAMP) - {_interval(out_of_orderness_ms + 1)}
 ) WITH (
   {with_}
 )"""
