@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
+from infra.settings import env_name, masked
 from ingest.config import ForwarderSettings, ProducerSettings, SpoolSettings, load_config_file
 from schemas.exceptions import ConfigError
 
@@ -134,12 +135,14 @@ class Problems:
             return flag if value is True else f"{flag} {shlex.quote(str(value))}"
         if field in file_keys:
             return f"{self.file}: {prefix}{_path(loc)}"
-        var = f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+        info = cls.model_fields.get(field)
+        prefix_var = f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+        var = env_name(cls, field, info) if info else prefix_var
         name = next((k for k in os.environ if k.upper() == var), None)
         if name is None:
-            default = cls.model_fields[field].default if field in cls.model_fields else None
-            return f"{var} (unset, default {default})"
-        return var if field in _HIDDEN else f"{var}={os.environ[name]!r}"
+            return f"{var} (unset, default {info.default if info else None})"
+        # the same masking as `millstream config` and the other commands' errors (URL passwords ...)
+        return var if field in _HIDDEN else f"{var}={masked(os.environ[name], field)!r}"
 
 
 def given_flags(args: argparse.Namespace, dests: dict[str, str]) -> Flags:
