@@ -7,6 +7,15 @@
 σ_overall is the sample standard deviation (n − 1) of every baseline observation, recovered exactly
 from subgroup summaries (n, mean, sd); μ is the baseline grand mean. With one spec limit only Cpk and
 Ppk are defined (Cpu/Cpl and Ppu/Ppl); with none, every index is None.
+
+:func:`intervals` gives two-sided confidence intervals (Montgomery §8.3.5; the same formulas as qcc's
+``process.capability``), with n the number of observations:
+
+* Cp, Pp: Ĉp·√(χ²_{α/2, n−1}/(n − 1)) ≤ Cp ≤ Ĉp·√(χ²_{1−α/2, n−1}/(n − 1)) (chi-square of the variance)
+* Cpk, Ppk: Ĉpk·(1 ± z_{1−α/2}·√(1/(9nĈpk²) + 1/(2(n − 1)))) (Bissell's normal approximation)
+
+They assume normal, independent observations from an in-control process; with σ_within from R̄/d2 or
+MR̄/d2 the interval on Cp/Cpk is approximate (that estimate has fewer than n − 1 degrees of freedom).
 """
 
 from __future__ import annotations
@@ -82,3 +91,30 @@ def capability(
     cp, cpk = _indices(mean, sigma_within, lsl, usl)
     pp, ppk = _indices(mean, sigma_overall, lsl, usl)
     return Capability(cp, cpk, pp, ppk)
+
+
+def intervals(cap: Capability, n: int, level: float = 0.95) -> dict[str, tuple[float, float] | None]:
+    """Two-sided ``level`` confidence intervals of each index of ``cap`` from ``n`` observations."""
+    from scipy.stats import chi2, norm
+
+    if not 0.0 < level < 1.0:
+        msg = f"confidence level must be in (0, 1), got {level}"
+        raise SpcConfigError(msg)
+    alpha = 1.0 - level
+    out: dict[str, tuple[float, float] | None] = {}
+    for name, value in asdict(cap).items():
+        if value is None or n < 2 or not math.isfinite(value):
+            out[name] = None
+        elif name in ("cp", "pp"):
+            df = n - 1
+            lo = value * math.sqrt(float(chi2.ppf(alpha / 2.0, df)) / df)
+            hi = value * math.sqrt(float(chi2.ppf(1.0 - alpha / 2.0, df)) / df)
+            out[name] = (lo, hi)
+        elif value == 0.0:
+            out[name] = None  # the approximation divides by the index
+        else:
+            half = float(norm.ppf(1.0 - alpha / 2.0)) * math.sqrt(
+                1.0 / (9.0 * n * value * value) + 1.0 / (2.0 * (n - 1))
+            )
+            out[name] = (value * (1.0 - half), value * (1.0 + half))
+    return out

@@ -11,7 +11,7 @@ through exactly these two calls, so they cannot disagree.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -137,6 +137,7 @@ class Chart(Stateful):
     def __init__(self, config: ChartConfig | None = None) -> None:
         self.config = config or ChartConfig()
         self.limits: dict[str, float] | None = None
+        self.baseline_breaks: frozenset[int] = frozenset()  # baseline positions after missing data (fit only)
         self.count = 0
         self.tracker = RuleTracker(self.config.rules if self.uses_rules else "none")
         self._reset_stream()
@@ -151,6 +152,9 @@ class Chart(Stateful):
     def _reset_stream(self) -> None:
         """Forget what the chart carries between samples (not the limits)."""
 
+    def _after_gap(self) -> None:
+        """Data are missing before the next sample (charts with a moving range forget the last value)."""
+
     def _stream_state(self) -> list[Any]:
         return []
 
@@ -162,10 +166,15 @@ class Chart(Stateful):
     def fitted(self) -> bool:
         return self.limits is not None
 
-    def fit(self, baseline: Sequence[Sample]) -> None:
-        """Phase I: estimate and freeze the limits, and start judging from sample 1."""
+    def fit(self, baseline: Sequence[Sample], breaks: Collection[int] = ()) -> None:
+        """Phase I: estimate and freeze the limits, and start judging from sample 1.
+
+        ``breaks``: positions i in ``baseline`` that follow missing data; the moving range of
+        baseline[i − 1] and baseline[i] is left out of MR̄ (charts of individuals).
+        """
         for sample in baseline:
             self.validate(sample)
+        self.baseline_breaks = frozenset(breaks)
         self.limits = self._estimate(baseline)
         self.count = 0
         self.tracker.reset()
@@ -175,12 +184,15 @@ class Chart(Stateful):
     def _after_limits(self) -> None:
         """Derive caches from ``self.limits`` (after fit and after restore)."""
 
-    def judge(self, sample: Sample) -> Point:
-        """Phase II: judge one sample against the frozen limits."""
+    def judge(self, sample: Sample, after_gap: bool = False) -> Point:
+        """Phase II: judge one sample against the frozen limits. ``after_gap``: data are missing just
+        before it, so it starts no moving range with the previous sample."""
         if self.limits is None:
             msg = f"{self.kind} chart has no limits yet: call fit() first"
             raise SpcStateError(msg)
         self.validate(sample)
+        if after_gap:
+            self._after_gap()
         self.count += 1
         return self._judge(sample, self.count)
 
@@ -202,6 +214,20 @@ class Chart(Stateful):
             if not (math.isfinite(sample.x) and math.isfinite(sample.n)) or sample.x < 0 or sample.n <= 0:
                 msg = f"{self.kind} chart needs a count >= 0 and a sample size > 0, got {sample.x}/{sample.n}"
                 raise SpcInputError(msg)
+
+    @classmethod
+    def baseline_needed(cls, config: ChartConfig) -> int:
+        """Fewest phase I samples :meth:`fit` can estimate from with these standards (0: none needed).
+
+        The center needs one sample unless ``target`` is known; sigma needs one subgroup of 2+ values,
+        or two individual values for a moving range, unless ``sigma`` is known (attribute charts
+        derive it from the center).
+        """
+        if cls.data != "variables":
+            return 0 if config.target is not None else 1
+        if config.sigma is None:
+            return 2 if cls.min_n == 1 else 1
+        return 0 if config.target is not None else 1
 
     def control_limits(self, n: float = 1) -> tuple[float, float | None, float | None]:
         """(center, lcl, ucl) of the plotted statistic for a sample of size n (EWMA: asymptotic)."""
@@ -258,6 +284,13 @@ def make_chart(kind: str, config: ChartConfig | None = None) -> Chart:
         msg = f"unknown chart {kind!r}; choose one of {', '.join(types)}"
         raise SpcConfigError(msg)
     return types[kind](config)
+
+
+def mean_moving_range(values: Sequence[float], breaks: Collection[int] = ()) -> tuple[float, int]:
+    """(MR̄, number of moving ranges) of span 2; the pair (i − 1, i) is left out for i in ``breaks``
+    (missing data between them), as Minitab does. MR̄ is nan when no pair is left."""
+    ranges = [abs(values[i] - values[i - 1]) for i in range(1, len(values)) if i not in breaks]
+    return (math.fsum(ranges) / len(ranges) if ranges else math.nan), len(ranges)
 
 
 def zscore(value: float, center: float, sigma: float) -> float:

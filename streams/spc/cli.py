@@ -28,6 +28,9 @@ every sample is then judged against the frozen limits. Signals name the rule: WE
 (beyond a limit with --rules none, on EWMA/CUSUM, and on the R, S and MR charts).
 The CUSUM table shows the sums C+ and C- beside the decision interval H they are judged against.
 Semicolon-separated files (Excel in locales with a decimal comma) may write numbers as 55,5.
+Missing values (empty, NA, N/A, NaN, NULL) are left out of their subgroup, and no moving range spans
+them. --lsl/--usl print Cp, Cpk, Pp and Ppk with 95% confidence intervals. For phase II against
+limits found earlier, give that run's center and sigma as --target/--sigma with --phase1-count 0.
 """
 
 

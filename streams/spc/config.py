@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.spc.exceptions import SpcConfigError
 from streams.spc.monitor import MonitorConfig
 
 
@@ -20,23 +21,40 @@ class SpcSettings(BaseSettings):
     )
     rules: str = Field("we", description="MILLSTREAM_SPC_RULES: we (Western Electric), nelson or none.")
     phase1_count: int = Field(
-        25, ge=0, description="MILLSTREAM_SPC_PHASE1_COUNT: samples per key that form the phase I baseline."
+        25,
+        ge=0,
+        description="MILLSTREAM_SPC_PHASE1_COUNT: windows per key that form the phase I baseline (20-25 is "
+        "the textbook advice; at least 2 for imr, ewma and cusum without SIGMA).",
     )
     subgroup_size: int | None = Field(
         None,
         ge=1,
-        description="MILLSTREAM_SPC_SUBGROUP_SIZE: group raw readings into subgroups of this size.",
+        description="MILLSTREAM_SPC_SUBGROUP_SIZE: not for the stream job, whose subgroups are its windows "
+        "(refused when set).",
     )
     target: float | None = Field(
-        None, description="MILLSTREAM_SPC_TARGET: known process mean (skips estimation)."
+        None,
+        description="MILLSTREAM_SPC_TARGET: known process mean (skips estimation); needs "
+        "MILLSTREAM_SPC_SENSORS to name one sensor.",
     )
-    sigma: float | None = Field(None, gt=0, description="MILLSTREAM_SPC_SIGMA: known process sigma.")
+    sigma: float | None = Field(
+        None,
+        gt=0,
+        description="MILLSTREAM_SPC_SIGMA: known process sigma (of a window mean for imr, of a reading for "
+        "the other charts); needs MILLSTREAM_SPC_SENSORS to name one sensor.",
+    )
     lam: float = Field(0.2, gt=0, le=1, description="MILLSTREAM_SPC_LAM: EWMA weight lambda.")
     width: float = Field(3.0, gt=0, description="MILLSTREAM_SPC_WIDTH: EWMA limit width L.")
     k: float = Field(0.5, ge=0, description="MILLSTREAM_SPC_K: CUSUM reference value (sigma units).")
     h: float = Field(5.0, gt=0, description="MILLSTREAM_SPC_H: CUSUM decision interval (sigma units).")
-    lsl: float | None = Field(None, description="MILLSTREAM_SPC_LSL: lower specification limit (capability).")
-    usl: float | None = Field(None, description="MILLSTREAM_SPC_USL: upper specification limit (capability).")
+    lsl: float | None = Field(
+        None,
+        description="MILLSTREAM_SPC_LSL: lower specification limit; kept with the monitor, not published "
+        "(capability: `millstream spc --lsl`, or metadata spec limits in ClickHouse); needs one SENSORS.",
+    )
+    usl: float | None = Field(
+        None, description="MILLSTREAM_SPC_USL: upper specification limit; as MILLSTREAM_SPC_LSL."
+    )
 
     sensors: str = Field(
         "",
@@ -74,6 +92,34 @@ class SpcSettings(BaseSettings):
             msg = f"empty sensor name in {v!r}: expected e.g. temperature,pressure"
             raise ValueError(msg)
         return ",".join(n for n in names if n)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SpcSettings:
+        """Settings that only fail together (phase I too short for the chart, LSL >= USL) are refused
+        when read, not by the first window of every key in a running job."""
+        if self.subgroup_size is not None:
+            msg = (
+                "MILLSTREAM_SPC_SUBGROUP_SIZE does not apply to the stream job: its subgroups are its "
+                "windows (one window = one subgroup of all its readings; choose the window with "
+                "MILLSTREAM_STREAM_WINDOW and chart xbar-r or xbar-s)"
+            )
+            raise ValueError(msg)
+        per_process = [name for name in ("target", "sigma", "lsl", "usl") if getattr(self, name) is not None]
+        charted = self.charted
+        if per_process and (charted is None or len(charted) != 1):
+            names = ", ".join(f"MILLSTREAM_SPC_{n.upper()}" for n in per_process)
+            msg = (
+                f"{names} describe one process characteristic, but the stream job would apply them to "
+                f"{'every sensor' if charted is None else 'each of ' + ', '.join(sorted(charted))}: "
+                "set MILLSTREAM_SPC_SENSORS to the one sensor they describe"
+            )
+            raise ValueError(msg)
+        try:
+            self.monitor_config()
+        except SpcConfigError as exc:
+            msg = f"MILLSTREAM_SPC_* settings: {exc}"
+            raise ValueError(msg) from exc
+        return self
 
     @property
     def charted(self) -> frozenset[str] | None:

@@ -5,7 +5,8 @@ The delimiter is the one of comma, tab and semicolon that splits the header line
 comma, so its numbers may use one (``55,5``). Quotes around fields are removed, CRLF line ends and blank
 lines are accepted, a trailing delimiter (an empty last field on the header or the data rows) is
 dropped, and an R-style file whose header has one field fewer than every row (row names in the first
-column) is read with the row names dropped. Errors name the file, the 1-based line and the column.
+column) is read with the row names dropped. Missing values (an empty field, NA, N/A, NaN, NULL) are
+read as None where the caller allows them. Errors name the file, the 1-based line and the column.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from streams.spc.exceptions import SpcInputError
 
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
+MISSING = frozenset({"", "na", "n/a", "nan", "null"})  # how R, Excel and databases write a missing value
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,18 @@ class Table:
         return [row[i] for row in self.rows]
 
     def numbers(self, column: str) -> list[float]:
+        values = self.numbers_or_missing(column, missing_ok=False)
+        return [v for v in values if v is not None]
+
+    def numbers_or_missing(self, column: str, *, missing_ok: bool = True) -> list[float | None]:
+        """The column as numbers; an empty field or NA / N/A / NaN / NULL is None (a missing value)."""
         i = self.index(column)
-        out: list[float] = []
+        out: list[float | None] = []
         for number, (row, line) in enumerate(zip(self.rows, self.lines, strict=True), start=1):
             raw = row[i]
+            if missing_ok and raw.strip().lower() in MISSING:
+                out.append(None)
+                continue
             text = raw.replace(",", ".", 1) if self.decimal_comma and "." not in raw else raw
             try:
                 value = float(text)

@@ -12,6 +12,7 @@ CUSUM (Montgomery ch. 9.1): with standardised values yᵢ = (xᵢ − μ0)/(σ/�
 C⁺ᵢ = max(0, C⁺ᵢ₋₁ + yᵢ − k) and C⁻ᵢ = max(0, C⁻ᵢ₋₁ − yᵢ − k), both starting at 0 and not reset
 after a signal. Reported in data units (× σ/√nᵢ), i.e. Montgomery's tabular CUSUM with K = kσ and
 H = hσ: ``upper`` = C⁺, ``lower`` = −C⁻, limits ±H around 0; a signal when C⁺ or C⁻ exceeds H.
+With σ = 0 (constant baseline) K = H = 0: the sums are kept in data units and any departure signals.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Any
 
-from streams.spc.charts import Chart, Point, Subgroup, need_baseline
+from streams.spc.charts import Chart, Point, Subgroup, mean_moving_range, need_baseline
 from streams.spc.constants import d2
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def estimate_mean_sigma(chart: Chart, baseline: Sequence[Subgroup]) -> tuple[flo
         return center, cfg.sigma
     if all(s.n == 1 for s in baseline):
         need_baseline(chart.kind, "values", len(baseline), 2)
-        mr_bar = math.fsum(abs(b.mean - a.mean) for a, b in pairwise(baseline)) / (len(baseline) - 1)
+        mr_bar, pairs = mean_moving_range([s.mean for s in baseline], chart.baseline_breaks)
+        need_baseline(chart.kind, "consecutive values (moving ranges)", pairs, 1)
         sigma = mr_bar / d2(2)
     else:
         groups = [s for s in baseline if s.n >= 2]
@@ -136,11 +137,21 @@ class CusumChart(Chart):
         k, h = self.config.k, self.config.h
         se = self.limits["sigma"] / math.sqrt(sample.n)
         x = sample.mean
-        y = (x - self.limits["center"]) / se if se > 0.0 else 0.0
-        up = self._up = max(0.0, self._up + y - k)
-        down = self._down = max(0.0, self._down - y - k)
-        beyond = up > h or down > h
-        extra = {"upper": up * se, "lower": 0.0 - down * se}  # 0.0 - 0.0 is 0.0; -(0.0) would be -0.0
+        if se > 0.0:
+            y = (x - self.limits["center"]) / se
+            up = self._up = max(0.0, self._up + y - k)
+            down = self._down = max(0.0, self._down - y - k)
+            beyond = up > h or down > h
+            extra = {"upper": up * se, "lower": 0.0 - down * se}  # 0.0 - 0.0 is 0.0; -(0.0) would be -0.0
+        else:
+            # sigma 0 (a constant baseline): K = kσ = 0 and H = hσ = 0, so the data-unit sums of
+            # Montgomery's tabular CUSUM signal on any departure from μ0, as every other chart does.
+            # Sums stay in data units here (sigma is fixed after fit, so every sample takes this path).
+            d = x - self.limits["center"]
+            up = self._up = max(0.0, self._up + d)
+            down = self._down = max(0.0, self._down - d)
+            beyond = up > 0.0 or down > 0.0
+            extra = {"upper": up, "lower": 0.0 - down}
         return Point(index, x, 0.0, -h * se, h * se, se, _LIMIT if beyond else _NONE, None, extra)
 
     def control_limits(self, n: float = 1) -> tuple[float, float | None, float | None]:

@@ -51,6 +51,14 @@ class MonitorConfig:
         if self.phase1_count < 0:
             msg = f"phase1_count must be >= 0, got {self.phase1_count}"
             raise SpcConfigError(msg)
+        needed = kind_cls.baseline_needed(self.chart_config())
+        if self.phase1_count < needed:
+            # Refused here, at start-up, rather than by the first sample of every key in a running job.
+            msg = (
+                f"phase1_count {self.phase1_count} is too small for the {self.chart} chart: phase I needs "
+                f"{needed}+ samples to estimate its limits (or give the known standards target and sigma)"
+            )
+            raise SpcConfigError(msg)
         if self.subgroup_size is not None and (self.subgroup_size < 1 or kind_cls.data != "variables"):
             msg = (
                 f"subgroup_size must be >= 1 and only applies to measurement charts, got {self.subgroup_size}"
@@ -79,7 +87,7 @@ class SpcSignal:
     sensor: str
     chart: str  # xbar, r, s, i, mr, ewma, cusum, p, np, c, u
     rule: str  # WE1..WE4, N1..N8, LIMIT
-    index: int  # 1-based sample number since the monitor started
+    index: int  # 1-based sample number since the key was first charted (continues across a re-baseline)
     value: float
     center: float
     lcl: float | None
@@ -119,6 +127,8 @@ class SpcMonitor(Stateful):
         self._partial_times: list[int | None] = [None, None]
         self.skipped = 0  # windows too small for the chart (n < 2 on X̄ charts) or seen before
         self._last_window: int | None = None  # window_start of the last window taken
+        self._index_offset = 0  # samples judged by earlier charts of this key (see continue_from)
+        self._warned_small = False  # a window too small for the chart was logged as a warning
         self.capability: Capability | None = None
 
     @property
@@ -179,12 +189,18 @@ class SpcMonitor(Stateful):
             sample = Subgroup(1, sample.mean)
         elif n < self.chart.min_n:
             self.skipped += 1
-            logger.debug(
-                "%s/%s: window of %d readings skipped by the %s chart",
+            # Once per monitor (not persisted): a window spec that gives single-reading windows would
+            # otherwise keep the key in phase I for ever without a word.
+            log = logger.debug if self._warned_small else logger.warning
+            self._warned_small = True
+            log(
+                "%s/%s: window of %d reading(s) skipped: the %s chart needs subgroups of %d+ (a longer "
+                "window, or the imr chart of window means)",
                 self.machine,
                 self.sensor,
                 n,
                 self.chart.kind,
+                self.chart.min_n,
             )
             return []
         return self.update(sample, start, record.get("window_end"))
@@ -252,7 +268,7 @@ class SpcMonitor(Stateful):
                     self.sensor,
                     chart.primary,
                     rule,
-                    point.index,
+                    point.index + self._index_offset,
                     value,
                     center,
                     point.lcl,
@@ -269,7 +285,7 @@ class SpcMonitor(Stateful):
                     self.sensor,
                     chart.secondary,
                     "LIMIT",
-                    point.index,
+                    point.index + self._index_offset,
                     sec.value,
                     sec.center,
                     sec.lcl,
@@ -293,6 +309,7 @@ class SpcMonitor(Stateful):
         state["partial_times"] = list(self._partial_times)
         state["skipped"] = self.skipped
         state["last_window"] = self._last_window
+        state["index_offset"] = self._index_offset
         state["capability"] = None if self.capability is None else self.capability.to_dict()
         return state
 
@@ -309,6 +326,7 @@ class SpcMonitor(Stateful):
             times = list(state["partial_times"])
             skipped = int(state["skipped"])
             last_window = None if state["last_window"] is None else int(state["last_window"])
+            index_offset = int(state.get("index_offset", 0))  # absent from snapshots of earlier versions
             cap = state["capability"]
             capability_ = None if cap is None else Capability(cap["cp"], cap["cpk"], cap["pp"], cap["ppk"])
             machine, sensor = str(state["machine"]), str(state["sensor"])
@@ -318,6 +336,14 @@ class SpcMonitor(Stateful):
         self.machine, self.sensor, self.config, self.chart = machine, sensor, config, chart
         self._phase1, self._partial, self._partial_times = phase1, partial, times
         self.skipped, self.capability, self._last_window = skipped, capability_, last_window
+        self._index_offset = index_offset
+
+    def continue_from(self, other: SpcMonitor) -> None:
+        """Take over from ``other``, an earlier monitor of the same key: windows it already took
+        (re-emitted after a restart) are not taken again, and sample numbers continue after its last
+        judged one, so signals stay distinct (spc_signals is keyed by the sample number)."""
+        self._last_window = other._last_window
+        self._index_offset = other._index_offset + other.chart.count
 
     @classmethod
     def from_snapshot(cls, state: Mapping[str, Any]) -> SpcMonitor:

@@ -24,6 +24,9 @@ class SampleSet:
     baseline: list[bool]
     labels: list[str]
     lines: list[int]  # first file line of each sample
+    missing: int = 0  # missing values (empty, NA, NaN, ...) left out, as qcc does
+    dropped: tuple[str, ...] = ()  # labels of the samples left out because they had no value at all
+    gaps: frozenset[int] = frozenset()  # positions of samples that follow a sample left out
 
 
 def _validate(chart: Chart, sample: Sample, where: str) -> None:
@@ -75,11 +78,13 @@ def build_samples(
     if subgroup_size is not None and subgroup_size < 1:
         msg = f"--subgroup-size must be >= 1, got {subgroup_size}"
         raise SpcConfigError(msg)
-    values = table.numbers(value_column)
+    values = table.numbers_or_missing(value_column)
     names = table.text(label_column) if label_column else None
     flags = table.flags(phase1_column) if phase1_column else None
     samples: list[Sample] = []
     labels: list[str] = []
+    dropped: list[str] = []
+    gaps: set[int] = set()
     if chart.data == "variables":
         if size_column:
             msg = f"--size-column applies to p, np and u charts, not {kind}"
@@ -102,21 +107,32 @@ def build_samples(
                 raise SpcConfigError(msg)
             groups = [[i] for i in range(len(values))]
             labels = [str(i + 1) for i in range(len(values))]
-        for rows, label in zip(groups, labels, strict=True):
-            sample: Sample = Subgroup.of([values[i] for i in rows])
+        group_flags = _group_flags(flags, groups, table, phase1_column or "") if flags is not None else None
+        if names is not None:
+            labels = [names[rows[0]] for rows in groups]
+        kept: list[int] = []
+        for j, (rows, label) in enumerate(zip(groups, labels, strict=True)):
+            present = [v for i in rows if (v := values[i]) is not None]
+            if not present:  # every value of the sample is missing: nothing to chart
+                dropped.append(label)
+                continue
+            sample: Sample = Subgroup.of(present)
             where = f"{table.path}: subgroup {label!r} (line {table.lines[rows[0]]})"
             _validate(chart, sample, where)
             samples.append(sample)
-        baseline = _group_flags(flags, groups, table, phase1_column or "") if flags is not None else None
-        lines = [table.lines[rows[0]] for rows in groups]
-        if names is not None:
-            labels = [names[rows[0]] for rows in groups]
+            if j > 0 and (not kept or kept[-1] != j - 1):
+                gaps.add(len(samples) - 1)
+            kept.append(j)
+        baseline = None if group_flags is None else [group_flags[j] for j in kept]
+        lines = [table.lines[groups[j][0]] for j in kept]
+        labels = [labels[j] for j in kept]
     else:
         if subgroup_column:
             msg = f"--subgroup-column does not apply to the {kind} chart (one row is one sample)"
             raise SpcConfigError(msg)
+        sizes: list[float | None]
         if size_column:
-            sizes = table.numbers(size_column)
+            sizes = table.numbers_or_missing(size_column)
         elif subgroup_size:
             sizes = [float(subgroup_size)] * len(values)
         elif kind == "c":
@@ -124,20 +140,39 @@ def build_samples(
         else:
             msg = f"the {kind} chart needs sample sizes: give --size-column or --subgroup-size"
             raise SpcConfigError(msg)
+        all_labels = list(names) if names is not None else [str(i + 1) for i in range(len(values))]
+        rows_kept: list[int] = []
         for i, (x, n) in enumerate(zip(values, sizes, strict=True)):
+            if x is None or n is None:
+                dropped.append(all_labels[i])
+                continue
             sample = Count(x, n)
             _validate(chart, sample, f"{table.path}: line {table.lines[i]}")
             samples.append(sample)
-        labels = list(names) if names is not None else [str(i + 1) for i in range(len(values))]
-        baseline = flags
-        lines = list(table.lines)
+            if i > 0 and (not rows_kept or rows_kept[-1] != i - 1):
+                gaps.add(len(samples) - 1)
+            rows_kept.append(i)
+        if kind == "c" and len({c.n for c in samples if isinstance(c, Count)}) > 1:
+            # c̄ ± 3√c̄ holds for inspection units of one size (Montgomery ch. 7); per-unit rates need u.
+            msg = (
+                f"{table.path}: the sample sizes in {size_column!r} vary, but the c chart needs samples of "
+                "one size: use the u chart (nonconformities per unit) with the same --size-column"
+            )
+            raise SpcConfigError(msg)
+        labels = [all_labels[i] for i in rows_kept]
+        baseline = None if flags is None else [flags[i] for i in rows_kept]
+        lines = [table.lines[i] for i in rows_kept]
+    if not samples:
+        msg = f"{table.path}: column {value_column!r} has no values to chart (every one is missing)"
+        raise SpcInputError(msg)
     if baseline is None:
         count = len(samples) if phase1_count is None else phase1_count
         if not 0 <= count <= len(samples):
             msg = f"--phase1-count must be between 0 and {len(samples)} (the number of samples), got {count}"
             raise SpcConfigError(msg)
         baseline = [i < count for i in range(len(samples))]
-    return SampleSet(samples, baseline, labels, lines)
+    missing = sum(v is None for v in values)
+    return SampleSet(samples, baseline, labels, lines, missing, tuple(dropped), frozenset(gaps))
 
 
 @dataclass(frozen=True)
@@ -194,9 +229,11 @@ def analyse(
             f"cusum); the {kind} chart counts nonconformities: leave the spec limits out"
         )
         raise SpcConfigError(msg)
-    base = [s for s, b in zip(samples.samples, samples.baseline, strict=True) if b]
-    chart.fit(base)
-    points = [chart.judge(s) for s in samples.samples]
+    positions = [i for i, b in enumerate(samples.baseline) if b]
+    base = [samples.samples[i] for i in positions]
+    # A moving range needs two consecutive values: none spans a sample left out for missing data.
+    chart.fit(base, breaks=[k for k, i in enumerate(positions) if i in samples.gaps])
+    points = [chart.judge(s, after_gap=i in samples.gaps) for i, s in enumerate(samples.samples)]
     cap = NO_CAPABILITY
     if lsl is not None or usl is not None:
         cap = capability(capability_samples(chart, base), chart.within_sigma(), lsl, usl)

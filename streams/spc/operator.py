@@ -6,12 +6,15 @@ their state store and use :meth:`SpcOperator.snapshot_key` / :meth:`SpcOperator.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from streams.spc.exceptions import SpcConfigError, SpcStateError
 from streams.spc.monitor import MonitorConfig, SpcMonitor, SpcSignal
 from streams.spc.state import Stateful
+
+logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 
@@ -49,7 +52,26 @@ class SpcOperator(Stateful):
         return None if found is None else found.snapshot()
 
     def restore_key(self, state: Mapping[str, Any]) -> SpcMonitor:
+        """Load one key's snapshot. Its frozen limits carry on only under the same settings: when the
+        configuration for its sensor changed since the checkpoint (another chart, rule set, standards,
+        spec limits, ...), the key starts afresh with a new phase I under the new settings, with a
+        warning, rather than keeping the old settings without a word."""
         monitor = SpcMonitor.from_snapshot(state)
+        wanted = self.overrides.get(monitor.sensor, self.default)
+        if monitor.config != wanted:
+            before, after = monitor.config.to_dict(), wanted.to_dict()
+            changed = {k: (v, after[k]) for k, v in before.items() if after[k] != v}
+            logger.warning(
+                "%s/%s: the SPC settings changed since the checkpoint (%s): the chart starts afresh with a "
+                "new phase I of %d samples",
+                monitor.machine,
+                monitor.sensor,
+                ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()),
+                wanted.phase1_count,
+            )
+            fresh = SpcMonitor(monitor.machine, monitor.sensor, wanted)
+            fresh.continue_from(monitor)
+            monitor = fresh
         self.monitors[(monitor.machine, monitor.sensor)] = monitor
         return monitor
 

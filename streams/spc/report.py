@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.spc.capability import capability_samples, intervals, overall_stats
 from streams.spc.offline import ChartResult, headline, secondary_headline
 from streams.spc.rules import RULE_DESCRIPTIONS
 from streams.spc.state import json_float
+
+CI_LEVEL = 0.95  # confidence level of the capability intervals
 
 
 def signals(result: ChartResult) -> list[dict[str, Any]]:
@@ -32,8 +35,29 @@ def _point(p: Any, label: str) -> dict[str, Any]:
     return out
 
 
+def _capability_n(result: ChartResult) -> int:
+    """Observations behind the capability indices: the phase I ones."""
+    base = [s for s, b in zip(result.samples.samples, result.samples.baseline, strict=True) if b]
+    return overall_stats(capability_samples(result.chart, base))[0]
+
+
+def _intervals(result: ChartResult) -> dict[str, Any] | None:
+    cap = result.capability
+    if all(v is None for v in cap.to_dict().values()):
+        return None
+    n = _capability_n(result)
+    found = intervals(cap, n, CI_LEVEL)
+    return {
+        "level": CI_LEVEL,
+        "n": n,
+        **{k: None if v is None else [json_float(v[0]), json_float(v[1])] for k, v in found.items()},
+    }
+
+
 def to_dict(result: ChartResult) -> dict[str, Any]:
-    """The ``--json`` object: chart, center, lcl, ucl, secondary, points, signals, capability (+ sigma).
+    """The ``--json`` object: chart, center, lcl, ucl, secondary, points, signals, capability (+ sigma,
+    phase1, and ``missing``/``dropped``: missing values left out, labels of samples with none left).
+    ``capability_ci``: level, n and a [lower, upper] interval per index (None without spec limits).
 
     Every point carries its ``index`` (1-based sample number, which signals refer to) and its
     ``label`` (the file's sample id: ``--label-column`` or the subgroup value, else the number).
@@ -70,8 +94,11 @@ def to_dict(result: ChartResult) -> dict[str, Any]:
         "points": [_point(p, label) for p, label in zip(result.points, result.samples.labels, strict=True)],
         "signals": signals(result),
         "capability": result.capability.to_dict(),
+        "capability_ci": _intervals(result),
         "sigma": json_float(chart.limits.get("sigma")),
         "phase1": sum(result.samples.baseline),
+        "missing": result.samples.missing,
+        "dropped": list(result.samples.dropped),
     }
 
 
@@ -88,6 +115,34 @@ def _cusum_summary(result: ChartResult) -> str:
         f"  in-control mean {_fmt(chart.limits['center'])}  K = k*sigma {_fmt(k * sigma)}  "
         f"H = h*sigma {_fmt(h * sigma)}: a signal when C+ or C- exceeds H"
     )
+
+
+def _notes(result: ChartResult) -> list[str]:
+    """Phase I samples that signal, and the missing data left out."""
+    chart, samples = result.chart, result.samples
+    out = []
+    flagged = [
+        label
+        for p, label, base in zip(result.points, samples.labels, samples.baseline, strict=True)
+        if base and p.signals(chart.primary, chart.secondary)
+    ]
+    if flagged:
+        out.append(f"  phase I samples with signals: {', '.join(flagged)}")
+        out.append(
+            "  (the baseline is not shown to be in control: leave out the samples with an assignable cause, "
+            "e.g. with --phase1-column, and chart again)"
+        )
+    if samples.missing or samples.dropped:
+        out.append(
+            f"  {samples.missing} missing values left out"
+            + (
+                f"; samples without any value, not charted: {', '.join(samples.dropped)}"
+                if samples.dropped
+                else ""
+            )
+            + ("; no moving range spans them" if chart.secondary == "mr" and samples.gaps else "")
+        )
+    return out
 
 
 def to_text(result: ChartResult) -> str:
@@ -114,8 +169,20 @@ def to_text(result: ChartResult) -> str:
     if chart.limits and "sigma" in chart.limits:
         lines.append(f"  sigma {_fmt(chart.limits['sigma'])}")
     cap = result.capability.to_dict()
-    if any(v is not None for v in cap.values()):
-        lines.append("  capability: " + "  ".join(f"{k.capitalize()} {_fmt(v, 4)}" for k, v in cap.items()))
+    ci = _intervals(result)
+    if ci is not None:
+        shown = []
+        for k, v in cap.items():
+            cell = f"{k.capitalize()} {_fmt(v, 4)}"
+            if ci[k] is not None:
+                cell += f" [{_fmt(ci[k][0], 3)}, {_fmt(ci[k][1], 3)}]"
+            shown.append(cell)
+        lines.append("  capability: " + "  ".join(shown))
+        lines.append(
+            f"  ({CI_LEVEL:.0%} confidence intervals from n = {ci['n']} phase I observations; they assume "
+            "normal data from an in-control process)"
+        )
+    lines += _notes(result)
     width = max([8, *(len(label) for label in result.samples.labels)])
     columns = ("value", "C+", "C-", "H") if cusum else ("value", "center", "lcl", "ucl")
     header = f"{'#':>4} {'label':>{width}} {'ph':>2} " + " ".join(f"{c:>12}" for c in columns)

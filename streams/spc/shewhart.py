@@ -12,10 +12,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Any
 
-from streams.spc.charts import Chart, Point, SecondaryPoint, Subgroup, need_baseline, zscore
+from streams.spc.charts import (
+    Chart,
+    Point,
+    SecondaryPoint,
+    Subgroup,
+    mean_moving_range,
+    need_baseline,
+    zscore,
+)
 from streams.spc.constants import c4, d2, d3
 
 logger = logging.getLogger(__name__)
@@ -44,7 +51,8 @@ class IndividualsChart(Chart):
         x = [s.mean for s in baseline]
         if cfg.sigma is None:
             need_baseline(self.kind, "values", len(x), 2)
-            mr_bar = math.fsum(abs(b - a) for a, b in pairwise(x)) / (len(x) - 1)
+            mr_bar, pairs = mean_moving_range(x, self.baseline_breaks)
+            need_baseline(self.kind, "consecutive values (moving ranges)", pairs, 1)
             sigma = mr_bar / d2(2)
             _warn_zero(self.kind, sigma)
         else:
@@ -78,6 +86,9 @@ class IndividualsChart(Chart):
 
     def _reset_stream(self) -> None:
         self._last: float | None = None
+
+    def _after_gap(self) -> None:
+        self._last = None
 
     def _stream_state(self) -> list[Any]:
         return [self._last]

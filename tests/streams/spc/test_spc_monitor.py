@@ -203,7 +203,7 @@ def test_operator_keeps_one_monitor_per_machine_and_sensor() -> None:
     assert operator.monitor("press-1", "pressure").chart.kind == "ewma"
     assert operator.monitor("press-2", "temperature").chart.count == 12
     state = operator.snapshot_key("press-2", "temperature")
-    fresh = SpcOperator()
+    fresh = SpcOperator(MonitorConfig(chart="imr", phase1_count=5))  # the same settings: limits carry on
     assert fresh.restore_key(json.loads(json.dumps(state))).snapshot() == state
 
 
@@ -226,14 +226,14 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from streams.spc.config import SpcSettings
 
     monkeypatch.setenv("MILLSTREAM_SPC_CHART", "xbar-s")
-    monkeypatch.setenv("MILLSTREAM_SPC_SUBGROUP_SIZE", "4")
+    monkeypatch.setenv("MILLSTREAM_SPC_PHASE1_COUNT", "20")
     monkeypatch.setenv("MILLSTREAM_SPC_RULES", "nelson")
     config = SpcSettings().monitor_config()
     assert (config.chart, config.subgroup_size, config.rules, config.phase1_count) == (
         "xbar-s",
-        4,
+        None,
         "nelson",
-        25,
+        20,
     )
     monkeypatch.setenv("MILLSTREAM_SPC_RULES", "iso")
     with pytest.raises(ValidationError, match="unknown rule set; choose one of we, nelson, none"):

@@ -108,3 +108,27 @@ def test_rules_through_the_cli(tmp_path: Path, spc: Spc) -> None:
                 got.setdefault(s["rule"], []).append(s["index"])
         assert got == fired(rule_set, values)
     assert got["N5"] == [4] and got["N2"] == [13] and got["N3"] == [18, 19]
+
+
+# Each sequence completes one rule's pattern at its last point and no other rule's pattern anywhere
+# (the N4 sequence: 1.6 then 1.5 is a step down, so the 14 alternating points start at the second).
+ISOLATED = {
+    "WE1": ("we", [0.5, -0.5, 3.5]),
+    "WE2": ("we", [0.5, 2.5, -0.5, 2.5]),
+    "WE3": ("we", [1.5, 1.5, 0.5, 1.5, 1.5]),
+    "WE4": ("we", [-0.5] + [0.5] * 8),
+    "N1": ("nelson", [0.5, -0.5, 3.5]),
+    "N2": ("nelson", [0.5] + [-0.5] * 9),
+    "N3": ("nelson", [0.9, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),
+    "N4": ("nelson", [1.6] + [1.5, -0.5] * 7),
+    "N5": ("nelson", [0.5, 2.5, -0.5, 2.5]),
+    "N6": ("nelson", [1.5, 1.5, 0.5, 1.5, 1.5]),
+    "N7": ("nelson", [1.5] + [0.2, -0.3, 0.4] * 5),
+    "N8": ("nelson", [0.0] + [1.5, -1.5] * 4),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(ISOLATED))
+def test_each_rule_alone(rule: str) -> None:
+    rule_set, values = ISOLATED[rule]
+    assert fired(rule_set, values) == {rule: [len(values)]}
