@@ -36,8 +36,10 @@ DASHBOARDS_TARGET = Path("k8s/base/monitoring/grafanadashboards.yaml")
 # grafana-operator: the Grafana instances that take these dashboards carry this label.
 GRAFANA_INSTANCE_LABELS = {"dashboards": "grafana"}
 DASHBOARD_FOLDER = "Millstream"
-# Datasource names in Grafana for the dashboards' `__inputs` (plugin id -> datasource name).
-DATASOURCE_NAMES = {"prometheus": "Prometheus", "grafana-clickhouse-datasource": "ClickHouse"}
+# Datasource names in Grafana for the dashboards' `__inputs` (plugin id -> datasource name): the
+# ClickHouse one is the GrafanaDatasource in k8s/base/monitoring/grafanadatasource.yaml; Prometheus is
+# the one the Grafana instance brings (kube-prometheus-stack names it so).
+DATASOURCE_NAMES = {"prometheus": "Prometheus", "grafana-clickhouse-datasource": "ClickHouse (Millstream)"}
 
 _HEADER = "# Generated from {source} by `python -m infra.k8s_sync`. Do not edit: edit the source.\n"
 

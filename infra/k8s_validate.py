@@ -7,6 +7,10 @@
   (``<group>/<kind>_<version>.json``); a custom resource without a schema there is an error.
 * Pod templates embedded in custom resources (FlinkDeployment, ClickHouse(Keeper)Installation) are
   also validated as core ``v1/Pod`` objects.
+* Every container that gets ``MILLSTREAM_*`` variables (from ``envFrom`` ConfigMaps of the overlay
+  and its own ``env``) gets only names some setting reads (a typo is otherwise silent: the setting
+  keeps its default), and values every settings class accepts (:mod:`infra.settings`); values from
+  Secrets are not known here and stand in as ``x``.
 * The generated resources (PrometheusRule, GrafanaDashboards; :mod:`infra.k8s_sync`) must be
   up to date; ``--sync`` rewrites them first.
 
@@ -176,6 +180,81 @@ def validate_object(obj: dict[str, Any], kubernetes_version: str, schemas: Path)
     return errors
 
 
+# ------------------------------------------------------------------------------------------ settings
+UNKNOWN_VALUE = "x"
+
+
+def _containers(node: Any) -> Iterator[dict[str, Any]]:
+    """Every container (init ones too) anywhere in an object: workloads and custom resources alike."""
+    if isinstance(node, dict):
+        for key in ("initContainers", "containers"):
+            if isinstance(node.get(key), list):
+                yield from (c for c in node[key] if isinstance(c, dict))
+        for value in node.values():
+            yield from _containers(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _containers(item)
+
+
+def container_env(container: dict[str, Any], config_maps: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment a container starts with, as far as the manifests tell (Secret values: ``x``)."""
+    env: dict[str, str] = {}
+    for src in container.get("envFrom") or []:
+        ref = (src or {}).get("configMapRef") or {}
+        env.update({str(k): str(v) for k, v in config_maps.get(str(ref.get("name")), {}).items()})
+    for entry in container.get("env") or []:
+        if "value" in entry:
+            env[str(entry["name"])] = str(entry["value"])
+        elif "valueFrom" in entry:
+            env[str(entry["name"])] = UNKNOWN_VALUE
+    return env
+
+
+def settings_errors(env: dict[str, str]) -> list[str]:
+    """Unknown ``MILLSTREAM_*`` names and values a settings class refuses, one line each."""
+    from unittest import mock
+
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from infra.cli import format_settings_error, settings_source_error
+    from infra.settings import PREFIX, settings_classes, unknown_env_names
+
+    ours = {k: v for k, v in env.items() if k.upper().startswith(PREFIX)}
+    if not ours:
+        return []
+    errors = [
+        f"{name} is not a Millstream setting" + (f" (did you mean {close}?)" if close else "")
+        for name, close in unknown_env_names(ours)
+    ]
+    # Settings classes read os.environ: give them exactly this container's variables.
+    with mock.patch.dict("os.environ", ours, clear=True):
+        for cls in settings_classes():
+            try:
+                cls()
+            except ValidationError as exc:
+                errors += [line.strip() for line in format_settings_error(exc).splitlines()]
+            except SettingsError as exc:
+                errors.append(settings_source_error(exc).strip())
+    return errors
+
+
+def check_settings(objects: Sequence[dict[str, Any]]) -> list[str]:
+    """Settings errors of every container of the rendered objects, as ``kind/name/container: error``."""
+    config_maps = {
+        str(o["metadata"]["name"]): dict(o.get("data") or {})
+        for o in objects
+        if o.get("kind") == "ConfigMap" and (o.get("metadata") or {}).get("name")
+    }
+    errors: list[str] = []
+    for obj in objects:
+        for c in _containers(obj.get("spec") or {}):
+            for err in settings_errors(container_env(c, config_maps)):
+                errors.append(f"{object_id(obj)}/{c.get('name')}: {err}")
+    return errors
+
+
 # ------------------------------------------------------------------------------------------ run
 @dataclass
 class OverlayReport:
@@ -207,6 +286,7 @@ def validate_overlay(
             report.errors.append(f"{ident}: defined twice")
         seen.add(ident)
         report.errors += [f"{ident}: {e}" for e in validate_object(obj, kubernetes_version, schemas)]
+    report.errors += check_settings(objects)
     if not objects:
         report.errors.append("the overlay renders no objects")
     return report

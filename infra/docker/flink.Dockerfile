@@ -57,5 +57,7 @@ RUN uv pip install --python /opt/venv/bin/python '.[flink]' \
     && millstream run flink --help > /dev/null
 
 WORKDIR /opt/flink
-USER flink
+# Flink's user `flink` by its numeric id (the official image creates it as 9999:9999), so that
+# Kubernetes can verify runAsNonRoot from the image alone.
+USER 9999:9999
 # The Flink image's entrypoint stays: the operator (and `docker run ... jobmanager`) rely on it.

@@ -77,3 +77,20 @@ def test_manifests_run_as_the_image_user(rendered: dict[str, list[dict[str, Any]
                     assert pod["securityContext"]["runAsUser"] == uid, label
                     checked += 1
     assert checked >= 4
+
+
+def test_flink_image_user_is_numeric_and_the_one_the_flink_pods_run_as(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """runAsNonRoot can only be checked against a numeric image user; the FlinkDeployment runs as it."""
+    text = (REPO / "infra" / "docker" / "flink.Dockerfile").read_text(encoding="utf-8")
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users, "no USER in flink.Dockerfile"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) > 0, f"USER {users[-1]} is not a numeric non-root uid"
+    for objs in rendered.values():
+        for w in workloads(objs):
+            if w["kind"] != "FlinkDeployment":
+                continue
+            for label, _, pod in pod_templates(w):
+                assert pod["securityContext"]["runAsUser"] == int(uid), label
