@@ -37,16 +37,30 @@ def spc() -> dict[str, Any]:
             prom("sum(rule:millstream_spc_signals:increase10m) or vector(0)"),
             steps=shared.YELLOW_AT_1,
             span=8,
+            description=(
+                "Signals of every run rule (WE1-WE4, N1-N8, LIMIT) of the last 10 minutes, all plants. The "
+                "rules beyond rule 1 flag runs, trends and shifts inside the limits."
+            ),
         ),
-        shared.firing_alerts("Firing SPC alerts", 'alertname="MillstreamSpcOutOfControl"', span=8),
+        shared.firing_alerts(
+            "Firing SPC alerts",
+            'alertname="MillstreamSpcOutOfControl"',
+            "MillstreamSpcOutOfControl, more rule-1 signals than in-control processes produce",
+            span=8,
+        ),
         prom_ts(
             "Signals per 10 min, by chart and rule",
             "rule:millstream_spc_signals:increase10m",
             "{{chart}} {{rule}}",
             stacked=True,
+            description="SPC signals of the trailing 10 minutes by chart type and rule, all plants.",
         ),
         prom_ts(
-            "Signal rate by rule", per_second("millstream_spc_signals_total", "rule"), "{{rule}}", unit="ops"
+            "Signal rate by rule",
+            per_second("millstream_spc_signals_total", "rule"),
+            "{{rule}}",
+            unit="ops",
+            description="SPC signals per second by rule, all plants.",
         ),
     )
     b.row("Signals (ClickHouse)")
@@ -69,6 +83,10 @@ def spc() -> dict[str, Any]:
                 "GROUP BY machine_sensor ORDER BY signals DESC LIMIT 10"
             ),
             steps=[(None, "yellow"), (10, "red")],
+            description=(
+                "The 10 (machine, sensor) pairs with the most SPC signals in the time range (table "
+                "spc_signals); their limits are in the violations table below."
+            ),
         ),
         table_panel(
             "Violations in the last 24 h, with their control limits",
@@ -81,6 +99,7 @@ def spc() -> dict[str, Any]:
             description="View v_spc_violations_24h: newest first, the rule in words.",
             span=24,
             height=10,
+            machine_links=True,
         ),
         table_panel(
             "Sensors with signals against their specification",
@@ -92,6 +111,7 @@ def spc() -> dict[str, Any]:
             ),
             description="Out of control is not out of specification: compare the signals with lsl/usl.",
             span=24,
+            machine_links=True,
         ),
     )
     return b.to_dict()
@@ -108,12 +128,21 @@ def anomalies() -> dict[str, Any]:
     b.add(
         shared.anomaly_events("Anomaly events (10 min, all plants)", span=8),
         shared.highest_score('plant=~"$plant"', span=8),
-        shared.firing_alerts("Firing anomaly alerts", 'alertname="MillstreamAnomalyBurst"', span=8),
+        shared.firing_alerts(
+            "Firing anomaly alerts",
+            'alertname="MillstreamAnomalyBurst"',
+            "MillstreamAnomalyBurst, more anomaly events than chance explains",
+            span=8,
+        ),
         prom_ts(
             "Events per 10 min, by kind",
             "kind:millstream_anomaly_events:increase10m",
             "{{kind}}",
             stacked=True,
+            description=(
+                "Anomaly events opened in the trailing 10 minutes by detector kind (sensor: one sensor's "
+                "detector; machine: the detector over all sensors of a machine), all plants."
+            ),
         ),
         bar_panel(
             "Top 10 anomaly scores",
@@ -124,6 +153,7 @@ def anomalies() -> dict[str, Any]:
             ),
             unit="percentunit",
             steps=shared.SCORE_STEPS,
+            description="The 10 highest current normalised anomaly scores of the selected plants.",
         ),
     )
     b.row("Incidents (ClickHouse)")
@@ -137,6 +167,10 @@ def anomalies() -> dict[str, Any]:
             "AND $__timeFilter_ms(event_time) "
             "GROUP BY time, line ORDER BY time",
             stacked=True,
+            description=(
+                "Anomaly incidents opened per interval (by their open event's time), per line (table "
+                "anomalies)."
+            ),
         ),
         bar_panel(
             "Machines with the most incidents",
@@ -147,6 +181,10 @@ def anomalies() -> dict[str, Any]:
                 "GROUP BY machine ORDER BY incidents DESC LIMIT 10"
             ),
             steps=[(None, "yellow"), (5, "red")],
+            description=(
+                "The 10 machines with the most incidents that started in the time range (view "
+                "v_anomalies_ranked)."
+            ),
         ),
         table_panel(
             "Incidents ranked by peak score",
@@ -160,6 +198,7 @@ def anomalies() -> dict[str, Any]:
             description="View v_anomalies_ranked: peak score, then duration.",
             span=24,
             height=10,
+            machine_links=True,
         ),
     )
     return b.to_dict()

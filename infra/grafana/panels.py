@@ -221,14 +221,35 @@ def bar_panel(
     )
 
 
+# A click on a machine_id cell opens Machine detail for that machine, with the same time range.
+MACHINE_DETAIL_LINK = models.DynamicConfigValue(
+    id_val="links",
+    value=[
+        {
+            "title": "Machine detail",
+            "url": "/d/millstream-machine-detail?var-plant=${__data.fields.plant}"
+            "&var-line=${__data.fields.line}&var-machine=${__value.raw}&${__url_time_range}",
+        }
+    ],
+)
+
+
 def table_panel(
-    title: str, target: Target, description: str = "", span: int = 12, height: int = 8
+    title: str,
+    target: Target,
+    description: str = "",
+    span: int = 12,
+    height: int = 8,
+    machine_links: bool = False,
 ) -> table.Panel:
-    return (
+    """A table; ``machine_links``: its rows have plant, line and machine_id, and a machine_id cell
+    opens Machine detail for that machine."""
+    p = (
         _framed(table.Panel(), title, [target], description, span, height)
         .show_header(True)
         .cell_height(common_models.TableCellHeight.SM)
     )
+    return p.override_by_name("machine_id", [MACHINE_DETAIL_LINK]) if machine_links else p
 
 
 # ------------------------------------------------------------------------------------------ variables
@@ -249,6 +270,22 @@ def label_variable(
         .label(label)
         .datasource(PROMETHEUS)
         .query(query)  # the classic string form: every Grafana version parses label_values() from it
+        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(models.VariableSort.ALPHABETICAL_ASC)
+    )
+    if multi:
+        v = v.multi(True).include_all(True)
+    return v
+
+
+def sql_variable(name: str, label: str, sql: str, multi: bool = False) -> dashboard.QueryVariable:
+    """A variable of the values in the first column of a ClickHouse query (the plugin's variable
+    support reads a plain SQL string and turns a one-column result into the options)."""
+    v = (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(CLICKHOUSE)
+        .query(" ".join(sql.split()))
         .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(models.VariableSort.ALPHABETICAL_ASC)
     )

@@ -19,7 +19,13 @@ from infra.grafana.panels import (
     ts,
 )
 
-C = 'component=~"$component"'
+J = 'job=~"$job"'  # one deployment's processes share a job label (docs/observability.md, Label contract)
+C = f'{J},component=~"$component"'
+
+
+def j(metric: str) -> str:
+    """``metric`` of the selected deployments."""
+    return f"{metric}{{{J}}}"
 
 
 def pipeline_health() -> dict[str, Any]:
@@ -28,23 +34,49 @@ def pipeline_health() -> dict[str, Any]:
         "Gateway -> Kafka -> stream job -> Kafka -> sink -> ClickHouse: availability, throughput, lag, "
         "latency, losses and resources of every component.",
         ["pipeline", "sre"],
-        label_variable("component", "Component", "up", "component", multi=True),
+        label_variable("job", "Job", 'up{component=~"gateway|windows|sink"}', "job", multi=True),
+        label_variable("component", "Component", f"up{{{J}}}", "component", multi=True),
     )
 
     b.row("Components")
     b.add(
-        stat_panel("Targets up", prom(f"sum(up{{{C}}})"), span=6),
         stat_panel(
-            "Targets down", prom(f"count(up{{{C}}} == 0) or vector(0)"), steps=shared.RED_AT_1, span=6
+            "Targets up",
+            prom(f"sum(up{{{C}}})"),
+            span=6,
+            description="Scrape targets of the selected jobs and components that answered their last scrape.",
         ),
-        shared.firing_alerts("Firing alerts", shared.MILLSTREAM_ALERTS, span=6),
+        stat_panel(
+            "Targets down",
+            prom(f"count(up{{{C}}} == 0) or vector(0)"),
+            steps=shared.RED_AT_1,
+            span=6,
+            description=(
+                "Targets whose last scrape failed. Down for a minute fires MillstreamComponentDown: check "
+                "the process or pod and its log."
+            ),
+        ),
+        shared.firing_alerts(
+            "Firing alerts", shared.MILLSTREAM_ALERTS, "every Millstream alert, all jobs", span=6
+        ),
         stat_panel(
             "Uptime (youngest process)",
             prom(f"time() - max(millstream_process_start_time_ms{{{C}}}) / 1000"),
             unit="s",
             span=6,
+            description=(
+                "Time since the most recently started Millstream process of the selection started. Small "
+                "again and again: a process restarts; see Scrape status and the pod restarts."
+            ),
         ),
-        prom_ts("Scrape status", f"up{{{C}}}", "{{component}} {{instance}}", span=24, height=6),
+        prom_ts(
+            "Scrape status",
+            f"up{{{C}}}",
+            "{{component}} {{instance}}",
+            span=24,
+            height=6,
+            description="1 while the last scrape of a target succeeded, 0 while it failed.",
+        ),
     )
 
     b.row("Flow")
@@ -98,6 +130,10 @@ def pipeline_health() -> dict[str, Any]:
             unit="ops",
             span=12,
             height=6,
+            description=(
+                "Values a stage could not decode (wrong or unregistered schema, corrupt payload); they go to"
+                " the dead-letter topic: see Dead letters by stage and reason."
+            ),
         ),
         prom_ts(
             "Records re-read after a gap / s",
@@ -114,37 +150,55 @@ def pipeline_health() -> dict[str, Any]:
 
     b.row("Sink")
     b.add(
-        prom_ts("Rows written / s, by table", "table:millstream_sink_rows:rate1m", "{{table}}", unit="ops"),
+        prom_ts(
+            "Rows written / s, by table",
+            j("table:millstream_sink_rows:rate1m"),
+            "{{table}}",
+            unit="ops",
+            description="Rows the sink inserted into each ClickHouse table per second (successful inserts).",
+        ),
         prom_ts(
             "Insert duration p99, by table",
-            "table:millstream_sink_insert_seconds:quantile5m",
+            j("table:millstream_sink_insert_seconds:quantile5m"),
             "{{table}}",
             unit="s",
+            description=(
+                "99th percentile of the seconds per successful insert, retries included, over 5 minutes. "
+                "Rising: ClickHouse is slow (parts, merges, memory, disk)."
+            ),
         ),
         prom_ts(
             "Rows per insert (median)",
-            f"histogram_quantile(0.5, {per_second('millstream_sink_batch_rows_bucket', 'table, le')})",
+            f"histogram_quantile(0.5, {per_second(j('millstream_sink_batch_rows_bucket'), 'table, le')})",
             "{{table}}",
+            description=(
+                "Median rows per ClickHouse insert. Small batches make many parts: check the sink's batch "
+                "settings."
+            ),
         ),
         ts(
             "Insert retries and rejected rows / s",
             proms(
-                (per_second("millstream_sink_retries_total", "table"), "retries {{table}}"),
-                (per_second("millstream_sink_rejected_rows_total", "table"), "rejected {{table}}"),
+                (per_second(j("millstream_sink_retries_total"), "table"), "retries {{table}}"),
+                (per_second(j("millstream_sink_rejected_rows_total"), "table"), "rejected {{table}}"),
             ),
             unit="ops",
+            description=(
+                "Retries: inserts repeated after a transient error (MillstreamSinkRetrying). Rejected: rows "
+                "ClickHouse refused, written to dead_letters (MillstreamSinkRejectingRows)."
+            ),
         ),
         ts(
             "Backpressure",
             proms(
-                ("max(millstream_sink_paused)", "paused (1 = yes)"),
-                (per_second("millstream_sink_pauses_total", "reason"), "pauses / s ({{reason}})"),
+                (f"max({j('millstream_sink_paused')})", "paused (1 = yes)"),
+                (per_second(j("millstream_sink_pauses_total"), "reason"), "pauses / s ({{reason}})"),
             ),
             description="The sink pauses consumption while a batch is being retried or the backlog is full.",
         ),
         prom_ts(
             "Alert notifications received / s",
-            per_second("millstream_sink_alerts_received_total", "status"),
+            per_second(j("millstream_sink_alerts_received_total"), "status"),
             "{{status}}",
             unit="ops",
             description="Alerts Alertmanager posted to the sink's /alertmanager webhook and the sink wrote.",
@@ -152,11 +206,15 @@ def pipeline_health() -> dict[str, Any]:
         ts(
             "Buffered rows and commits",
             proms(
-                ("sum(millstream_sink_pending_rows)", "pending rows"),
-                (per_second("millstream_sink_commits_total"), "commits / s"),
+                (f"sum({j('millstream_sink_pending_rows')})", "pending rows"),
+                (per_second(j("millstream_sink_commits_total")), "commits / s"),
             ),
             span=24,
             height=6,
+            description=(
+                "Rows the sink holds or is inserting, and offset commits per second (one after each written "
+                "batch). Pending rows growing while commits stop: inserts are stuck."
+            ),
         ),
     )
 
@@ -164,47 +222,67 @@ def pipeline_health() -> dict[str, Any]:
     b.add(
         prom_ts(
             "Messages / s, by outcome",
-            per_second("millstream_gateway_messages_total", "outcome"),
+            per_second(j("millstream_gateway_messages_total"), "outcome"),
             "{{outcome}}",
             unit="ops",
+            description=(
+                "Kafka messages of the gateways: produced (queued), acknowledged by the broker, failed. "
+                "Acknowledged well below produced: the broker is slow or out of reach."
+            ),
         ),
         prom_ts(
             "Sensor values / s, by gateway",
-            per_second("millstream_gateway_values_total", "instance"),
+            per_second(j("millstream_gateway_values_total"), "instance"),
             "{{instance}}",
             unit="ops",
+            description=(
+                "Sensor values each gateway produced per second (each becomes one reading). A gateway at 0: "
+                "its devices or the gateway stopped."
+            ),
         ),
-        prom_ts("In-flight messages", "millstream_gateway_in_flight_messages", "{{instance}}"),
+        prom_ts(
+            "In-flight messages",
+            j("millstream_gateway_in_flight_messages"),
+            "{{instance}}",
+            description=(
+                "Messages each gateway sent that the broker has not acknowledged yet. Growing: the broker is"
+                " slow or out of reach."
+            ),
+        ),
         ts(
             "Backpressure and rate limiting",
             proms(
                 (
-                    per_second("millstream_gateway_backpressure_waits_total", "instance"),
+                    per_second(j("millstream_gateway_backpressure_waits_total"), "instance"),
                     "queue-full waits / s {{instance}}",
                 ),
                 (
-                    per_second("millstream_gateway_throttled_seconds_total", "instance"),
+                    per_second(j("millstream_gateway_throttled_seconds_total"), "instance"),
                     "throttled s / s {{instance}}",
                 ),
+            ),
+            description=(
+                "Waits on a full local send queue per second, and seconds per second spent on the configured"
+                " rate limit (1 = waiting all the time)."
             ),
         ),
         prom_ts(
             "Delivery failures / s",
-            per_second("millstream_gateway_delivery_failures_total") + " or vector(0)",
+            per_second(j("millstream_gateway_delivery_failures_total")) + " or vector(0)",
             "not acknowledged",
             unit="ops",
             description="Break down by the reason label in Explore (librdkafka error names).",
         ),
         prom_ts(
             "Broker reachable (store-and-forward)",
-            "millstream_gateway_broker_online",
+            j("millstream_gateway_broker_online"),
             "{{instance}}",
             description="1 while the gateway sends to Kafka, 0 while it spools locally.",
             span=8,
         ),
         prom_ts(
             "Spool backlog",
-            "millstream_gateway_spool_records",
+            j("millstream_gateway_spool_records"),
             "{{instance}}",
             description="Spooled records not yet acknowledged by Kafka.",
             span=8,
@@ -212,19 +290,23 @@ def pipeline_health() -> dict[str, Any]:
         ts(
             "Spooled, replayed and dropped / s",
             proms(
-                (per_second("millstream_gateway_spooled_total", "instance"), "spooled {{instance}}"),
-                (per_second("millstream_gateway_replayed_total", "instance"), "replayed {{instance}}"),
+                (per_second(j("millstream_gateway_spooled_total"), "instance"), "spooled {{instance}}"),
+                (per_second(j("millstream_gateway_replayed_total"), "instance"), "replayed {{instance}}"),
                 (
-                    per_second("millstream_gateway_spool_dropped_total", "instance, reason"),
+                    per_second(j("millstream_gateway_spool_dropped_total"), "instance, reason"),
                     "dropped {{reason}} {{instance}}",
                 ),
             ),
             unit="ops",
             span=8,
+            description=(
+                "Store-and-forward: records written to the local spool while the broker was out of reach, "
+                "replayed once it was back, and lost (overflow or corrupt: MillstreamGatewaySpoolDropping)."
+            ),
         ),
         prom_ts(
             "Simulated faults, by kind",
-            per_second("millstream_gateway_simulated_faults_total", "kind"),
+            per_second(j("millstream_gateway_simulated_faults_total"), "kind"),
             "{{kind}}",
             unit="ops",
             description="Only the plant simulator injects faults.",
@@ -239,6 +321,7 @@ def pipeline_health() -> dict[str, Any]:
             "{{component}} {{instance}}",
             unit="percentunit",
             span=8,
+            description="CPU seconds per second of each process (100% = one core busy).",
         ),
         prom_ts(
             "Resident memory",
@@ -246,10 +329,11 @@ def pipeline_health() -> dict[str, Any]:
             "{{component}} {{instance}}",
             unit="bytes",
             span=8,
+            description="Resident memory of each process; a steady climb without a plateau points at a leak.",
         ),
         prom_ts(
             "Domain-metric updates dropped / s",
-            per_second("millstream_metrics_series_dropped_total") + " or vector(0)",
+            per_second(j("millstream_metrics_series_dropped_total")) + " or vector(0)",
             "dropped by the cardinality guard",
             unit="ops",
             description="MILLSTREAM_METRICS_MAX_SERIES caps the label sets of each domain metric.",
@@ -274,6 +358,10 @@ def pipeline_health() -> dict[str, Any]:
                 "FROM dead_letters FINAL WHERE $__timeFilter_ms(failed_at) "
                 "GROUP BY stage, reason_code ORDER BY records DESC"
             ),
+            description=(
+                "Dead-letter records of the time range by stage and reason code (table dead_letters); Latest"
+                " dead letters shows where each came from."
+            ),
         ),
         ch_ts(
             "Alerts started per interval, by severity",
@@ -290,6 +378,10 @@ def pipeline_health() -> dict[str, Any]:
                 "annotations['summary'] AS summary, receiver FROM alerts FINAL "
                 "WHERE $__timeFilter_ms(starts_at) ORDER BY starts_at DESC, status LIMIT 200"
             ),
+            description=(
+                "Alert notifications Alertmanager sent to the sink in the time range, firing and resolved "
+                "(table alerts)."
+            ),
         ),
         table_panel(
             "Latest dead letters",
@@ -298,6 +390,10 @@ def pipeline_health() -> dict[str, Any]:
                 "FROM dead_letters FINAL WHERE $__timeFilter_ms(failed_at) ORDER BY failed_at DESC LIMIT 100"
             ),
             span=24,
+            description=(
+                "The newest 100 dead-letter records: topic, partition, offset and key they came from, and "
+                "why. The payload is kept byte for byte for a replay."
+            ),
         ),
     )
     return b.to_dict()

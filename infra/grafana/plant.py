@@ -59,26 +59,32 @@ def plant_overview() -> dict[str, Any]:
             "Points beyond the 3-sigma control limits, all plants (WE1, N1 or LIMIT).",
         ),
         shared.anomaly_events("Anomaly events (10 min)"),
-        shared.firing_alerts("Firing alerts", shared.MILLSTREAM_ALERTS),
+        shared.firing_alerts("Firing alerts", shared.MILLSTREAM_ALERTS, "every Millstream alert, all plants"),
     )
     b.row("Machines")
     b.add(
         bar_panel(
-            "Seconds since last reading",
+            "Seconds since last reading, 20 longest",
             prom(
-                f"sort_desc(machine:millstream_seconds_since_last_reading{{{sel}}})",
+                f"sort_desc(topk(20, machine:millstream_seconds_since_last_reading{{{sel}}}))",
                 legend="{{plant}}/{{line}}/{{machine_id}}",
                 instant=True,
             ),
             unit="s",
             steps=SILENT_STEPS,
-            description="Wall clock minus the event time of each machine's newest reading.",
+            description="Wall clock minus the event time of each machine's newest reading, for the 20 "
+            "machines silent longest (one bar per machine would be unreadable for a fleet). Yellow: "
+            "over 30 s; red: over 120 s, when MillstreamMachineSilent fires.",
         ),
         prom_ts(
             "Machines reporting by line",
             f"line:millstream_machines:count{{{sel}}} - line:millstream_machines_silent:count{{{sel}}}",
             "{{plant}}/{{line}}",
             stacked=True,
+            description=(
+                "Machines per line whose newest reading is at most 120 s old (event time), stacked. A step "
+                "down: machines went silent; the bar chart of seconds since the last reading names them."
+            ),
         ),
         prom_ts(
             "Latest window mean: $sensor",
@@ -106,6 +112,10 @@ def plant_overview() -> dict[str, Any]:
             ch("SELECT count() AS gaps FROM v_data_gaps WHERE plant IN (${plant:singlequote})"),
             steps=shared.YELLOW_AT_1,
             span=8,
+            description=(
+                "Gaps (consecutive windows more than 3 window sizes apart) and stale sensors (no window for "
+                "10 minutes) of the last 24 h (view v_data_gaps); the Data gaps table lists them."
+            ),
         ),
         table_panel(
             "Latest state per machine and sensor",
@@ -119,6 +129,7 @@ def plant_overview() -> dict[str, Any]:
             "SPC signals in the last 24 h and open anomalies (view v_machine_latest).",
             span=24,
             height=10,
+            machine_links=True,
         ),
         ch_ts(
             "Windows written per interval, by line",
@@ -127,6 +138,10 @@ def plant_overview() -> dict[str, Any]:
             "WHERE plant IN (${plant:singlequote}) AND $__timeFilter_ms(window_end) "
             "GROUP BY time, line ORDER BY time",
             stacked=True,
+            description=(
+                "Window rows the sink wrote to ClickHouse per interval (by window end), per line. A line at "
+                "0 while its machines report: look at the sink on Pipeline health."
+            ),
         ),
         table_panel(
             "Data gaps (24 h)",
@@ -137,6 +152,7 @@ def plant_overview() -> dict[str, Any]:
             ),
             description="gap: consecutive windows more than 3 window sizes apart; stale: no window for "
             "10 minutes (view v_data_gaps).",
+            machine_links=True,
         ),
         table_panel(
             "SPC violations (24 h)",
@@ -144,6 +160,12 @@ def plant_overview() -> dict[str, Any]:
                 "SELECT event_time, plant, line, machine_id, sensor, chart, rule, rule_description, "
                 "round(value, 4) AS value, round(lcl, 4) AS lcl, round(ucl, 4) AS ucl "
                 "FROM v_spc_violations_24h WHERE plant IN (${plant:singlequote}) LIMIT 100"
+            ),
+            machine_links=True,
+            description=(
+                "The newest 100 SPC signals of the last 24 h with their control limits (view "
+                "v_spc_violations_24h). Out of control is not out of specification: compare with lsl/usl in "
+                "the table above."
             ),
         ),
         table_panel(
@@ -153,6 +175,11 @@ def plant_overview() -> dict[str, Any]:
                 "round(peak_score, 4) AS peak_score FROM v_anomalies_ranked "
                 "WHERE plant IN (${plant:singlequote}) AND $__timeFilter_ms(started_at) "
                 "ORDER BY rank LIMIT 20"
+            ),
+            machine_links=True,
+            description=(
+                "The 20 incidents with the highest peak score that started in the time range (view "
+                "v_anomalies_ranked)."
             ),
         ),
     )
@@ -166,11 +193,13 @@ def machine_detail() -> dict[str, Any]:
         "One machine: freshness, every sensor's windows, anomaly scores, SPC signals and dead letters.",
         ["machine"],
         shared.plant_variable(multi=False),
-        label_variable("line", "Line", f'{shared.FRESHNESS}{{plant="$plant"}}', "line"),
-        label_variable(
-            "machine", "Machine", f'{shared.FRESHNESS}{{plant="$plant",line="$line"}}', "machine_id"
+        shared.catalogue_variable("line", "Line", "line", "plant = ${plant:singlequote}"),
+        shared.catalogue_variable(
+            "machine", "Machine", "machine_id", "plant = ${plant:singlequote} AND line = ${line:singlequote}"
         ),
-        label_variable("sensor", "Sensor", f"millstream_window_mean{{{one}}}", "sensor", multi=True),
+        shared.catalogue_variable(
+            "sensor", "Sensor", "sensor", "machine_id = ${machine:singlequote}", multi=True
+        ),
     )
     b.row("Now")
     b.add(
@@ -180,19 +209,50 @@ def machine_detail() -> dict[str, Any]:
             unit="s",
             steps=SILENT_STEPS,
             span=6,
+            description=(
+                "Wall clock minus the event time of this machine's newest reading (stream job). Over 120 s "
+                "for a minute fires MillstreamMachineSilent: is the machine stopped? Else check its gateway "
+                "and the device clock."
+            ),
         ),
-        stat_panel("Sensors reporting", prom(f"count(millstream_window_mean{{{one}}})"), span=6),
+        stat_panel(
+            "Sensors reporting",
+            prom(f"count(millstream_window_mean{{{one}}})"),
+            span=6,
+            description=(
+                "Sensors of this machine with a window-mean gauge in the stream worker. The gauges stay "
+                "until the worker restarts, so a sensor that stopped still counts: compare with age_s in "
+                "Latest state per sensor."
+            ),
+        ),
         shared.highest_score(one, span=6),
-        shared.firing_alerts("Firing alerts for this machine", 'machine_id="$machine"', span=6),
+        shared.firing_alerts(
+            "Firing alerts for this machine",
+            'machine_id="$machine"',
+            "alerts with this machine's machine_id (MillstreamMachineSilent)",
+            span=6,
+        ),
     )
     b.row("Sensors")
     b.add(
-        prom_ts("Window mean per sensor", f'millstream_window_mean{{{one},sensor=~"$sensor"}}', "{{sensor}}"),
+        prom_ts(
+            "Window mean per sensor",
+            f'millstream_window_mean{{{one},sensor=~"$sensor"}}',
+            "{{sensor}}",
+            description=(
+                "Mean of each sensor's latest closed window as the stream job exports it (sampled at each "
+                "scrape). Every window: the ClickHouse panel below."
+            ),
+        ),
         prom_ts(
             "Anomaly score per sensor",
             f'millstream_anomaly_score{{{one},sensor=~"$sensor"}}',
             "{{sensor}}",
             unit="percentunit",
+            description=(
+                "Latest normalised anomaly score of each sensor (0-100%); each detector's own threshold "
+                "opens an event (Anomaly incidents below)."
+            ),
         ),
     )
     b.row("Latest state and history (ClickHouse)")
@@ -207,6 +267,11 @@ def machine_detail() -> dict[str, Any]:
                 "AND machine_id = ${machine:singlequote} ORDER BY sensor"
             ),
             span=24,
+            description=(
+                "The newest window of each sensor with its specification limits (lsl/usl, machines table), "
+                "in_spec, SPC signals of the last 24 h, open anomalies and age_s, seconds since the window "
+                "end (view v_machine_latest)."
+            ),
         ),
         ch_ts(
             "Window mean per sensor (all windows)",
@@ -215,6 +280,10 @@ def machine_detail() -> dict[str, Any]:
             "AND machine_id = ${machine:singlequote} "
             "AND sensor IN (${sensor:singlequote}) AND $__timeFilter_ms(window_end) "
             "ORDER BY time",
+            description=(
+                "The mean of every window of the selected sensors (window_aggregates, newest version of each"
+                " window)."
+            ),
         ),
         ch_ts(
             "Raw readings",
@@ -243,6 +312,10 @@ def machine_detail() -> dict[str, Any]:
                 "ORDER BY window_end DESC, sensor LIMIT 200"
             ),
             span=24,
+            description=(
+                "The newest 200 windows of the selected sensors in the time range: count, mean, std, min, "
+                "max, p95; a window re-emitted for late readings has a higher version."
+            ),
         ),
         table_panel(
             "SPC signals (24 h)",
@@ -251,6 +324,11 @@ def machine_detail() -> dict[str, Any]:
                 "round(center, 4) AS center, round(lcl, 4) AS lcl, round(ucl, 4) AS ucl "
                 "FROM v_spc_violations_24h "
                 "WHERE plant = ${plant:singlequote} AND machine_id = ${machine:singlequote} LIMIT 200"
+            ),
+            description=(
+                "This machine's SPC signals of the last 24 h with center line and control limits (view "
+                "v_spc_violations_24h). Out of control is not out of specification: compare with lsl/usl "
+                "above."
             ),
         ),
         table_panel(
@@ -262,6 +340,10 @@ def machine_detail() -> dict[str, Any]:
                 "WHERE plant = ${plant:singlequote} AND machine_id = ${machine:singlequote} "
                 "AND $__timeFilter_ms(started_at) ORDER BY rank_in_machine LIMIT 50"
             ),
+            description=(
+                "This machine's anomaly incidents that started in the time range, by peak score, with the "
+                "detector's threshold and model (view v_anomalies_ranked)."
+            ),
         ),
         table_panel(
             "Alerts about this machine",
@@ -271,6 +353,10 @@ def machine_detail() -> dict[str, Any]:
                 "AND labels['plant'] = ${plant:singlequote} AND $__timeFilter_ms(starts_at) "
                 "ORDER BY starts_at DESC LIMIT 100"
             ),
+            description=(
+                "Alert notifications about this machine (labels plant and machine_id), firing and resolved, "
+                "as Alertmanager sent them to the sink (table alerts)."
+            ),
         ),
         table_panel(
             "Dead letters keyed by this machine",
@@ -278,6 +364,10 @@ def machine_detail() -> dict[str, Any]:
                 "SELECT failed_at, stage, reason_code, reason, topic, partition, offset "
                 "FROM dead_letters FINAL WHERE key = ${machine:singlequote} AND $__timeFilter_ms(failed_at) "
                 "ORDER BY failed_at DESC LIMIT 100"
+            ),
+            description=(
+                "Records keyed by this machine id that a stage could not process (table dead_letters): the "
+                "reason, and topic, partition and offset to find or replay them."
             ),
         ),
     )

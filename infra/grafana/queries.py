@@ -34,6 +34,7 @@ class PanelTarget:
     query: str  # expr or rawSql, uninterpolated
     instant: bool = False
     time_from: str | None = None  # the panel's relative time override ("7d"), if any
+    legend: str = ""  # Prometheus: the legend format ("{{stage}}"), "__auto" or empty
 
     @property
     def id(self) -> str:
@@ -57,10 +58,22 @@ def targets(dashboard: dict[str, Any]) -> list[PanelTarget]:
             title, ref_id = p.get("title", ""), t.get("refId", "")
             out.append(
                 PanelTarget(
-                    dashboard["uid"], title, ref_id, ds, query, bool(t.get("instant")), p.get("timeFrom")
+                    dashboard["uid"],
+                    title,
+                    ref_id,
+                    ds,
+                    query,
+                    bool(t.get("instant")),
+                    p.get("timeFrom"),
+                    t.get("legendFormat") or "",
                 )
             )
     return out
+
+
+def legend_labels(legend: str) -> set[str]:
+    """The label names a legend format shows (``{{plant}}/{{line}}`` -> plant, line)."""
+    return set(re.findall(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}", legend))
 
 
 def query_variables(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -80,6 +93,22 @@ def label_values_query(variable: dict[str, Any]) -> tuple[str | None, str]:
         msg = f"variable {variable.get('name')}: not a label_values() query: {text!r}"
         raise ValueError(msg)
     return m.group("match"), m.group("label")
+
+
+def variable_datasource(variable: dict[str, Any]) -> str:
+    """The plugin id of the datasource a query variable reads (``prometheus`` or the ClickHouse one)."""
+    return str((variable.get("datasource") or {}).get("type", ""))
+
+
+def variable_sql(variable: dict[str, Any], values: dict[str, list[str]], multi: set[str]) -> str:
+    """The SQL of a ClickHouse query variable with the variables it depends on replaced."""
+    q = variable.get("query")
+    text = q.get("rawSql", "") if isinstance(q, dict) else str(q or "")
+    sql = interpolate(text, values, multi, CLICKHOUSE_TYPE)
+    if "$" in sql:
+        msg = f"variable {variable.get('name')}: unexpanded variable left in: {sql}"
+        raise ValueError(msg)
+    return sql
 
 
 _UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}

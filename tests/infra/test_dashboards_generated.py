@@ -31,6 +31,8 @@ from infra.grafana.queries import (
     prometheus_query,
     query_variables,
     targets,
+    variable_datasource,
+    variable_sql,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +51,7 @@ VALUES = {
     "machine": ["m001"],
     "sensor": ["temperature", "vibration_rms"],
     "component": ["gateway", "windows", "sink"],
+    "job": ["millstream"],
 }
 
 
@@ -86,16 +89,127 @@ def test_every_panel_reads_a_datasource_variable() -> None:
 def test_machine_detail_has_plant_line_machine_variables_chained() -> None:
     b = BOARDS["machine-detail"]
     qv = {v["name"]: v for v in query_variables(b)}
-    assert [n for n in qv if n in ("plant", "line", "machine")] == ["plant", "line", "machine"]
-    line_match, _ = label_values_query(qv["line"])
-    assert line_match is not None and "$plant" in line_match
-    match, label = label_values_query(qv["machine"])
-    assert label == "machine_id" and match is not None and "$plant" in match and "$line" in match
+    assert [n for n in qv if n in ("plant", "line", "machine", "sensor")] == [
+        "plant",
+        "line",
+        "machine",
+        "sensor",
+    ]
+    assert "${plant:singlequote}" in qv["line"]["query"]
+    assert (
+        "${plant:singlequote}" in qv["machine"]["query"] and "${line:singlequote}" in qv["machine"]["query"]
+    )
+    assert "${machine:singlequote}" in qv["sensor"]["query"]
+
+
+# Metrics only the Faust job (or Flink in loopback mode) exports: the per-machine domain metrics.
+DOMAIN_METRICS = set(
+    re.findall(r"Gauge\(\s*\"(millstream_[a-z0-9_]+)\"", (REPO / "sinks" / "domain_metrics.py").read_text())
+)
+
+
+def _uses(query: str, name: str) -> bool:
+    return re.search(r"\$\{?" + name + r"\b", query) is not None
+
+
+def test_variables_have_values_on_both_engines() -> None:
+    """A variable read from a Faust-only metric is empty on Flink, and so is every panel filtered by
+    it: such a variable may only filter panels that read the same metric (empty on Flink anyway)."""
+    assert {"millstream_last_reading_timestamp_seconds", "millstream_window_mean"} <= DOMAIN_METRICS
+    for b in BOARDS.values():
+        for v in query_variables(b):
+            if variable_datasource(v) != PROMETHEUS_TYPE:
+                continue
+            match, _ = label_values_query(v)
+            engine_only = metric_names(match or "") & DOMAIN_METRICS
+            if not engine_only:
+                continue
+            for t in targets(b):
+                if _uses(t.query, v["name"]):
+                    assert engine_only <= metric_names(t.query), (b["uid"], v["name"], t.id)
+            for other in query_variables(b):
+                q = other.get("query")
+                assert not _uses(q if isinstance(q, str) else json.dumps(q), v["name"]), (
+                    b["uid"],
+                    other["name"],
+                )
+
+
+def test_every_panel_says_what_it_shows() -> None:
+    """The on-call engineer hovers over the (i) of a panel to learn what it counts and what to do."""
+    missing = [
+        f"{b['uid']}/{p['title']}"
+        for b in BOARDS.values()
+        for p in b["panels"]
+        if p["type"] != "row" and len(p.get("description", "")) < 40
+    ]
+    assert missing == []
 
 
 def test_every_panel_kind_is_used() -> None:
     kinds = {p["type"] for b in BOARDS.values() for p in b["panels"]}
     assert {"timeseries", "stat", "table", "bargauge"} <= kinds
+
+
+def _selected_columns(sql: str) -> set[str]:
+    """The output column names of a query's outer SELECT (alias, or the column itself)."""
+    head = re.split(r"\bFROM\b", sql, maxsplit=1, flags=re.I)[0].removeprefix("SELECT ")
+    return {re.split(r"\s+AS\s+", item.strip(), flags=re.I)[-1].strip() for item in head.split(",")}
+
+
+def test_tables_of_machines_open_machine_detail() -> None:
+    """A table listing machines links each machine_id to Machine detail with that machine selected:
+    the maintenance engineer goes from "which machine" to "what happened to it" in one click."""
+    detail = BOARDS["machine-detail"]
+    names = {v["name"] for v in detail["templating"]["list"]}
+    linked = 0
+    for b in BOARDS.values():
+        for p in b["panels"]:
+            if p["type"] != "table":
+                continue
+            columns = _selected_columns(p["targets"][0]["rawSql"])
+            overrides = {
+                o["matcher"]["options"]: o["properties"] for o in p["fieldConfig"].get("overrides", [])
+            }
+            if not {"plant", "line", "machine_id"} <= columns:
+                continue
+            linked += 1
+            (prop,) = overrides.get("machine_id", [{}])
+            assert prop.get("id") == "links", (b["uid"], p["title"])
+            (link,) = prop["value"]
+            path, _, query = link["url"].partition("?")
+            assert path == f"/d/{detail['uid']}", link
+            for key, value in (kv.split("=", 1) for kv in query.split("&") if "=" in kv):
+                assert key.removeprefix("var-") in names, (p["title"], key)
+                fields = set(re.findall(r"\$\{__data\.fields\.(\w+)\}", value))
+                assert fields <= columns, (p["title"], value)
+    assert linked >= 7
+
+
+def test_bar_panels_over_machines_show_a_bounded_number_of_bars() -> None:
+    """One bar per machine is unreadable at 300 machines: such a bar panel shows the top k."""
+    per_machine = DOMAIN_METRICS | {"machine:millstream_seconds_since_last_reading"}
+    checked = 0
+    for b in BOARDS.values():
+        bars = {p["title"] for p in b["panels"] if p["type"] == "bargauge"}
+        for t in targets(b):
+            if t.panel in bars and t.datasource == PROMETHEUS_TYPE and metric_names(t.query) & per_machine:
+                checked += 1
+                assert re.search(r"\b(topk|bottomk)\(\s*\d+\s*,", t.query), t.id
+    assert checked >= 2  # plant overview: seconds since last reading; anomalies: top scores
+
+
+def test_pipeline_health_shows_the_selected_deployments_only() -> None:
+    """Two deployments (job labels) in one Prometheus: every series the SRE dashboard reads is
+    filtered by the job variable, else their rates and counts add up and legends repeat."""
+    b = BOARDS["pipeline-health"]
+    assert [v["name"] for v in query_variables(b)] == ["job", "component"]
+    for t in targets(b):
+        if t.datasource != PROMETHEUS_TYPE:
+            continue
+        for name in metric_names(t.query) - {"ALERTS"}:  # alerts without a job label count too
+            selectors = re.findall(rf"(?<![\w:]){re.escape(name)}\{{([^}}]*)\}}", t.query)
+            assert selectors and all('job=~"$job"' in sel for sel in selectors), (t.id, name)
 
 
 # ------------------------------------------------------------------------------------ Prometheus
@@ -277,6 +391,32 @@ def test_clickhouse_panel_query_runs(clickhouse: tuple[Any, set[str]], target: P
     # The fixture fills every table the views read, so every panel must show something.
     assert rows, f"no rows from the fixture data: {sql}"
     assert _tables_read(sql) <= filled | _views(client), sql
+
+
+def test_clickhouse_variables_offer_the_machines_of_the_data(clickhouse: tuple[Any, set[str]]) -> None:
+    """Each ClickHouse variable, resolved in declaration order as Grafana does (first value, or All),
+    offers the plant, line, machine and sensors the fixture wrote."""
+    client, _ = clickhouse
+    expected = {
+        "plant": ["p1"],
+        "line": ["l1"],
+        "machine": ["m001"],
+        "sensor": ["temperature", "vibration_rms"],
+    }
+    resolved = 0
+    for b in BOARDS.values():
+        values: dict[str, list[str]] = {}
+        multi: set[str] = set()
+        for v in query_variables(b):
+            if variable_datasource(v) != CLICKHOUSE_TYPE:
+                continue
+            got = [str(r[0]) for r in client.query(variable_sql(v, values, multi)).result_rows]
+            assert got == expected[v["name"]], (b["uid"], v["name"], got)
+            values[v["name"]] = got if v.get("multi") else got[:1]
+            if v.get("multi"):
+                multi.add(v["name"])
+            resolved += 1
+    assert resolved == 7  # plant on four dashboards; line, machine, sensor on machine detail
 
 
 # ------------------------------------------------------------------------------------ query expansion

@@ -65,6 +65,7 @@ def _annotations(events: int, kind: str) -> dict[str, str]:
             "Open the Anomalies dashboard; the ClickHouse anomalies table ranks events by score and machine. "
             "See docs/observability.md#millstreamanomalyburst."
         ),
+        "dashboard": "/d/millstream-anomalies",
     }
 
 

@@ -222,3 +222,90 @@ def test_every_alert_is_in_the_per_engine_table() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| Millstream")]
     listed = {name for row in rows for name in re.findall(r"Millstream[A-Za-z]+", row.split("|")[1])}
     assert {a["alert"] for a in _alerts()} == listed
+
+
+# ------------------------------------------------------------------------------------ dashboards
+def test_runbooks_name_dashboards_and_panels_that_exist() -> None:
+    """Dashboards ("the SPC dashboard") and panels ("Pipeline health: <panel>)") a runbook names must
+    be there when the on-call engineer opens Grafana."""
+    from infra.grafana import dashboards
+
+    boards = [build() for build in dashboards.DASHBOARDS.values()]
+    titles = {b["title"].removeprefix("Millstream / ").lower(): b for b in boards}
+
+    def panel_titles(board: dict[str, Any]) -> set[str]:
+        panels = [p for top in board["panels"] for p in (top, *(top.get("panels") or []))]
+        return {p.get("title", "").lower() for p in panels if p.get("type") != "row"}
+
+    names = "|".join(re.escape(t) for t in titles)
+    checked = 0
+    for a in _alerts():
+        text = " ".join(a["annotations"]["runbook"].split())
+        for board in re.findall(rf"\b({names}) dashboard\b", text, flags=re.I):
+            checked += 1
+            assert board.lower() in titles, a["alert"]
+        for board, panel in re.findall(rf"\b({names}): ([^)]+)\)", text, flags=re.I):
+            checked += 1
+            assert panel.lower() in panel_titles(titles[board.lower()]), (a["alert"], board, panel)
+    assert checked >= 4  # ConsumerLagRising, MachineSilent, AnomalyBurst, SpcOutOfControl
+
+
+def test_every_alert_links_a_dashboard_that_exists() -> None:
+    """The `dashboard` annotation (a path below the Grafana URL) opens an existing dashboard, and the
+    variables it sets exist there, so a notification leads straight to the right view."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from infra.grafana import dashboards
+
+    boards = {b["uid"]: b for b in (build() for build in dashboards.DASHBOARDS.values())}
+    for a in _alerts():
+        link = urlsplit(a["annotations"].get("dashboard", ""))
+        m = re.fullmatch(r"/d/([a-z0-9-]+)", link.path)
+        assert m and m.group(1) in boards, (a["alert"], link)
+        names = {v["name"] for v in boards[m.group(1)]["templating"]["list"]}
+        for key, value in parse_qsl(link.query, keep_blank_values=True):
+            assert key.startswith("var-") and key.removeprefix("var-") in names, (a["alert"], key)
+            labels = set(re.findall(r"\$labels\.(\w+)", value))
+            assert labels and labels <= BOUNDED_LABELS, (a["alert"], value)
+
+
+def test_runbook_queries_run_on_the_migrated_schema(tmp_path: Path) -> None:
+    """A runbook's SQL is pasted into `millstream sql` during an incident: it must run as written."""
+    from sinks.clickhouse import connect
+    from sinks.config import ClickHouseSettings
+    from sinks.migrations import migrate
+
+    queries = [
+        (a["alert"], q.strip())
+        for a in _alerts()
+        for q in re.findall(r"(SELECT [^;]+);", " ".join(a["annotations"]["runbook"].split()))
+    ]
+    assert queries  # MillstreamSinkRejectingRows
+    client = connect(ClickHouseSettings(data_dir=tmp_path))
+    try:
+        migrate(client)
+        for alert, q in queries:
+            try:
+                client.query(q)
+            except Exception as exc:  # an unknown table or column
+                pytest.fail(f"{alert}: {q}: {exc}")
+    finally:
+        client.close()
+
+
+def test_not_ready_explains_every_readiness_check_the_code_registers() -> None:
+    """MillstreamNotReady carries the failing check's name: its description and runbook must say what
+    each name means and where to look, for every check a process registers."""
+    checks = {
+        name
+        for pkg in ("ingest", "streams", "sinks")
+        for path in (REPO / pkg).rglob("*.py")
+        for name in re.findall(r"add_readiness_check\(\s*\"([a-z_]+)\"", path.read_text())
+    }
+    assert {"broker", "clickhouse", "windows_agent", "flink_job"} <= checks
+    (alert,) = [a for a in _alerts() if a["alert"] == "MillstreamNotReady"]
+    for field in ("description", "runbook"):
+        text = alert["annotations"][field]
+        assert {c for c in checks if not re.search(rf"\b{c}\b", text)} == set(), field
+    section = DOCS.read_text().split("\n### MillstreamNotReady\n", 1)[1].split("\n### ", 1)[0]
+    assert {c for c in checks if f"`{c}`" not in section} == set()
