@@ -33,3 +33,14 @@ class AnomalyEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def opened_by_kind(records: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of these published event records (``state``, ``sensor``) open an event, by detector
+    kind: ``machine`` (the multivariate detector) or ``sensor``, the labels of
+    ``millstream_anomaly_events``."""
+    out = {"sensor": 0, "machine": 0}
+    for r in records:
+        if r["state"] == "open":
+            out["machine" if r["sensor"] == MACHINE else "sensor"] += 1
+    return out

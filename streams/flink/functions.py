@@ -16,6 +16,8 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction,
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.datastream.time_domain import TimeDomain
 
+from streams.anomaly.events import opened_by_kind
+
 logger = logging.getLogger(__name__)
 
 # Every output is (topic, Avro bytes); one KafkaSink picks the topic from the first field.
@@ -123,7 +125,9 @@ class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.m_late = group.counter("late_records")
         self.dead = DeadLetterCounters(group)
         self.m_spc = group.counter("spc_signals")
-        self.m_anomalies = group.counter("anomalies")
+        self.m_anomalies = group.counter("anomalies")  # every event record, opening and closing
+        # Events opened, by detector kind: the client mirrors them into millstream_anomaly_events{kind}.
+        self.m_opened = {kind: group.counter(f"anomaly_events_{kind}") for kind in ("sensor", "machine")}
         group.gauge("machines", lambda: len(self.machines))
         self.last_watermark = -(2**63)
         group.gauge("watermark_ms", lambda: self.last_watermark)
@@ -153,6 +157,8 @@ class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.dead.inc(d["reason_code"])
         self.m_spc.inc(len(out.spc_signals))
         self.m_anomalies.inc(len(out.anomalies))
+        for kind, n in opened_by_kind(out.anomalies).items():
+            self.m_opened[kind].inc(n)
         for topic, value in self.encoder.encode(out):
             yield Row(topic, value)
 

@@ -2,7 +2,8 @@
 application mode, on the cluster whose PythonDriver started this process.
 
 Metrics: the Python functions count into Flink's metric system (``records_in``, ``windows_out``,
-``late_records``, ``dead_letters``, ``spc_signals``, ``anomalies``, ``machines``); Flink's own
+``late_records``, ``dead_letters``, ``spc_signals``, ``anomalies``, ``anomaly_events_<kind>``,
+``machines``); Flink's own
 PrometheusReporter can serve those with every Flink-native metric (MILLSTREAM_FLINK_PROMETHEUS_PORT).
 On the local MiniCluster this process also serves the shared Millstream metrics on
 MILLSTREAM_STREAM_METRICS_PORT and mirrors the job's counters into them from Flink's REST API
@@ -22,7 +23,15 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from sinks.metrics import DEAD_LETTERS, DECODE_ERRORS, RECORDS_IN, RECORDS_OUT, WATERMARK, add_readiness_check
+from sinks.metrics import (
+    ANOMALY_EVENTS,
+    DEAD_LETTERS,
+    DECODE_ERRORS,
+    RECORDS_IN,
+    RECORDS_OUT,
+    WATERMARK,
+    add_readiness_check,
+)
 from streams.exceptions import StreamError
 from streams.flink.job import JobSpec, build, environment, prepare_local_process
 from streams.pipeline import STAGE
@@ -36,6 +45,8 @@ USER_METRICS = {
     "late_records",
     "spc_signals",
     "anomalies",
+    "anomaly_events_sensor",
+    "anomaly_events_machine",
     "machines",
     "watermark_ms",
 }
@@ -118,6 +129,8 @@ class MetricsBridge:
                 self._inc(DEAD_LETTERS.labels(STAGE, "too_late"), name, value)
             elif name == "spc_signals":
                 self._inc(SPC_SIGNALS_TOTAL, name, value)
+            elif name in ("anomaly_events_sensor", "anomaly_events_machine"):
+                self._inc(ANOMALY_EVENTS.labels(name.rsplit("_", 1)[1]), name, value)
             elif name.startswith("reason.") and name.endswith(".dead_letters"):
                 code = name[len("reason.") : -len(".dead_letters")]
                 self._inc(DEAD_LETTERS.labels(STAGE, code), name, value)
