@@ -1,40 +1,42 @@
 -- Latest state per (machine, sensor): the most recent window (highest version of it) seen in the
--- last 7 days, its age, the specification limits from `machines`, whether the mean is within them,
--- SPC signals in the last 24 h and whether the machine has an open anomaly.
+-- last 7 days (from window_latest, which inserts into window_aggregates keep up to date: a row per
+-- key), its age, the specification limits from `machines`, whether the mean is within them, SPC
+-- signals in the last 24 h and whether the machine has an open anomaly.
 -- Duplicate-insensitive aggregates (argMax, uniqExact, countIf > 0), so no FINAL is needed.
--- Inner aliases (l_*) differ from column names: an alias would otherwise shadow its column.
+-- Inner aliases (latest_*) differ from column names: an alias would otherwise shadow its column.
 CREATE OR REPLACE VIEW v_machine_latest AS
 SELECT
-    l.l_plant AS plant, l.l_line AS line, l.machine_id AS machine_id, l.sensor AS sensor,
-    l.l_unit AS unit, l.l_window_kind AS window_kind, l.l_window_start AS window_start,
-    l.l_window_end AS window_end, l.l_count AS count, l.l_mean AS mean, l.l_min AS min,
-    l.l_max AS max, l.l_std AS std, l.l_last AS last, l.l_version AS version,
-    dateDiff('second', l.l_window_end, now64(3)) AS age_s,
+    l.latest_plant AS plant, l.latest_line AS line, l.machine_id AS machine_id, l.sensor AS sensor,
+    l.latest_unit AS unit, l.latest_window_kind AS window_kind, l.latest_window_start AS window_start,
+    l.latest_window_end AS window_end, l.latest_count AS count, l.latest_mean AS mean,
+    l.latest_min AS min,
+    l.latest_max AS max, l.latest_std AS std, l.latest_last AS last, l.latest_version AS version,
+    dateDiff('second', l.latest_window_end, now64(3)) AS age_s,
     m.lsl AS lsl, m.usl AS usl, m.description AS description,
     if(m.lsl IS NULL AND m.usl IS NULL, NULL,
-       (m.lsl IS NULL OR l.l_mean >= m.lsl) AND (m.usl IS NULL OR l.l_mean <= m.usl)) AS in_spec,
+       (m.lsl IS NULL OR l.latest_mean >= m.lsl) AND (m.usl IS NULL OR l.latest_mean <= m.usl)) AS in_spec,
     s.signals AS spc_signals_24h,
     a.open_anomalies > 0 AS anomaly_open
 FROM
 (
     SELECT
         machine_id, sensor,
-        argMax(plant, (window_end, version)) AS l_plant,
-        argMax(line, (window_end, version)) AS l_line,
-        argMax(unit, (window_end, version)) AS l_unit,
-        argMax(window_kind, (window_end, version)) AS l_window_kind,
-        argMax(window_start, (window_end, version)) AS l_window_start,
-        max(window_end) AS l_window_end,
-        argMax(count, (window_end, version)) AS l_count,
-        argMax(mean, (window_end, version)) AS l_mean,
-        argMax(min, (window_end, version)) AS l_min,
-        argMax(max, (window_end, version)) AS l_max,
-        argMax(std, (window_end, version)) AS l_std,
-        argMax(last, (window_end, version)) AS l_last,
-        argMax(version, (window_end, version)) AS l_version
-    FROM window_aggregates
-    WHERE window_end >= now64(3) - INTERVAL 7 DAY
+        argMaxMerge(l_plant) AS latest_plant,
+        argMaxMerge(l_line) AS latest_line,
+        argMaxMerge(l_unit) AS latest_unit,
+        argMaxMerge(l_window_kind) AS latest_window_kind,
+        argMaxMerge(l_window_start) AS latest_window_start,
+        max(l_window_end) AS latest_window_end,
+        argMaxMerge(l_count) AS latest_count,
+        argMaxMerge(l_mean) AS latest_mean,
+        argMaxMerge(l_min) AS latest_min,
+        argMaxMerge(l_max) AS latest_max,
+        argMaxMerge(l_std) AS latest_std,
+        argMaxMerge(l_last) AS latest_last,
+        argMaxMerge(l_version) AS latest_version
+    FROM window_latest
     GROUP BY machine_id, sensor
+    HAVING latest_window_end >= now64(3) - INTERVAL 7 DAY
 ) AS l
 LEFT JOIN
 (
