@@ -217,12 +217,15 @@ def machine_detail() -> dict[str, Any]:
         ),
         stat_panel(
             "Sensors reporting",
-            prom(f"count(millstream_window_mean{{{one}}})"),
+            ch(
+                "SELECT countIf(age_s <= greatest(120, 3 * dateDiff('second', window_start, window_end))) "
+                "AS reporting FROM v_machine_latest WHERE machine_id = '${machine}'"
+            ),
             span=6,
             description=(
-                "Sensors of this machine with a window-mean gauge in the stream worker. The gauges stay "
-                "until the worker restarts, so a sensor that stopped still counts: compare with age_s in "
-                "Latest state per sensor."
+                "Sensors of this machine whose newest window ended less than three window lengths (at "
+                "least 2 minutes) ago (view v_machine_latest; every engine). A sensor that stopped "
+                "drops out; Latest state per sensor shows its age_s."
             ),
         ),
         shared.highest_score(one, span=6),
