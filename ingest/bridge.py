@@ -20,6 +20,13 @@ from sinks.metrics import DEAD_LETTERS as DEAD_LETTER_COUNT
 
 logger = logging.getLogger(__name__)
 
+# A dead letter keeps at most this much of the original payload (a device may send megabytes; Kafka
+# refuses messages over ``message.max.bytes``, 1 MB by default, and one refused message must not
+# stall the gateway). A Reading is normally ~100 bytes: one this large has an absurd field.
+MAX_DEAD_LETTER_PAYLOAD = 64 * 1024
+MAX_REASON_CHARS = 1000
+MAX_READING_BYTES = 64 * 1024
+
 SOURCE_RECONNECTS = Counter(
     "millstream_gateway_source_reconnects",
     "Times a protocol bridge got its device connection back after losing it.",
@@ -53,7 +60,15 @@ def report_gap(gateway_id: str, protocol: str, seconds: float, detail: str) -> N
 
 
 def dead_letter(source: str, key: bytes | None, payload: bytes, code: str, reason: str) -> dict[str, Any]:
-    """A DeadLetter of the gateway stage (no Kafka position yet: partition and offset are -1)."""
+    """A DeadLetter of the gateway stage (no Kafka position yet: partition and offset are -1).
+
+    The payload is cut to :data:`MAX_DEAD_LETTER_PAYLOAD` bytes (the reason says so) and the reason
+    to :data:`MAX_REASON_CHARS` characters, so a dead letter always fits in a Kafka message."""
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 3] + "..."
+    if len(payload) > MAX_DEAD_LETTER_PAYLOAD:
+        reason += f" (payload of {len(payload)} bytes cut to its first {MAX_DEAD_LETTER_PAYLOAD})"
+        payload = payload[:MAX_DEAD_LETTER_PAYLOAD]
     return {
         "stage": "gateway",
         "topic": source,
@@ -101,6 +116,11 @@ class Emitter:
             return self.reject(s.source, s.machine_id, _payload(s), exc.code, exc.reason)
         except EncodeError as exc:
             return self.reject(s.source, s.machine_id, _payload(s), INVALID_RECORD, str(exc))
+        if len(value) > MAX_READING_BYTES:
+            reason = (
+                f"the encoded reading has {len(value)} bytes (limit {MAX_READING_BYTES}): a field is too long"
+            )
+            return self.reject(s.source, s.machine_id, _payload(s), INVALID_RECORD, reason)
         self.readings += 1
         return READINGS, record["machine_id"].encode("utf-8"), value
 

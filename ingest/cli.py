@@ -250,31 +250,38 @@ def run_bridge(args: argparse.Namespace) -> int:
             _stop_after(session.stop, args.duration)
             gateway.run_blocking(session.stop)
         finally:
-            report = forwarder.close()
-            if gateway is not None:
-                gateway.close()
-            session.print_summary(
-                {
-                    "read": emitter.read,
-                    "produced": report.produced,
-                    "acknowledged": report.acknowledged,
-                    "failed": report.lost,
-                    "spooled": report.spooled,
-                    "dropped": report.dropped,
-                    "scans": getattr(gateway, "messages", 0),
-                    "values": emitter.readings,
-                    "duration_s": round(time.monotonic() - t0, 3),
-                    "replayed": report.replayed,
-                    "dead_letters": emitter.dead_letters,
-                    "spool_pending": report.pending,
-                    "delivery_failures": report.delivery_failures,
-                    "outages": report.outages,
-                }
-            )
+            try:
+                forwarder.close()  # raises when the forwarder failed (e.g. the spool's disk is full)
+            finally:  # ... and the summary line still goes out before that error
+                if gateway is not None:
+                    gateway.close()
+                report = forwarder.report()
+                _bridge_summary(session, emitter, gateway, report, t0)
     if report.lost:
         logger.error("%d messages were neither delivered nor spooled", report.lost)
         return 1
     return 0
+
+
+def _bridge_summary(session: GatewaySession, emitter: Any, gateway: Any, report: Any, t0: float) -> None:
+    session.print_summary(
+        {
+            "read": emitter.read,
+            "produced": report.produced,
+            "acknowledged": report.acknowledged,
+            "failed": report.lost,
+            "spooled": report.spooled,
+            "dropped": report.dropped,
+            "scans": getattr(gateway, "messages", 0),
+            "values": emitter.readings,
+            "duration_s": round(time.monotonic() - t0, 3),
+            "replayed": report.replayed,
+            "dead_letters": emitter.dead_letters,
+            "spool_pending": report.pending,
+            "delivery_failures": report.delivery_failures,
+            "outages": report.outages,
+        }
+    )
 
 
 def _check_fault_plan(settings: Any) -> None:

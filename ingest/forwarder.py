@@ -26,7 +26,6 @@ then.
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import queue
@@ -34,7 +33,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -42,12 +40,17 @@ from prometheus_client import Counter, Gauge
 
 from ingest.config import ForwarderSettings, ProducerSettings, SpoolSettings
 from ingest.exceptions import GatewayError
-from ingest.kafka_link import KafkaLink
+from ingest.forward_types import Done, ForwardReport, Item, Live, Outcome
+from ingest.kafka_link import KafkaLink, MessageRefused
+from ingest.metrics import DELIVERY_FAILURES, THROTTLED_SECONDS
+from ingest.ratelimit import TokenBucket
 from ingest.spool import Spool, SpoolFull, SpoolRecord
 from schemas.config import KafkaSettings
 from schemas.serde import Serde
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["DEAD_LETTERS", "READINGS", "Done", "ForwardReport", "Forwarder", "Item", "Outcome"]
 
 READINGS = 0  # spool kinds: which topic a message belongs to (stable on disk)
 DEAD_LETTERS = 1
@@ -57,42 +60,6 @@ BROKER_ONLINE = Gauge(
     "millstream_gateway_broker_online", "1 while the gateway sends to Kafka, 0 while spooling."
 )
 OUTAGES = Counter("millstream_gateway_broker_outages", "Times the gateway found the broker unreachable.")
-
-
-class Outcome(enum.IntEnum):
-    DELIVERED = 0
-    SPOOLED = 1
-    DROPPED = 2
-
-
-Done = Callable[[Outcome], None]
-Item = tuple[int, bytes | None, bytes, int, Done | None]
-
-
-@dataclass(frozen=True)
-class ForwardReport:
-    submitted: int
-    produced: int
-    acknowledged: int
-    delivery_failures: int
-    spooled: int
-    replayed: int
-    dropped: int
-    pending: int  # records still in the spool (delivered on the next start)
-    lost: int  # neither acknowledged nor kept in the spool (0 unless the spool itself failed)
-    outages: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Live:
-    __slots__ = ("ident", "kind", "key", "value", "done", "pos", "sent_at")
-
-    def __init__(self, ident: int, kind: int, key: bytes | None, value: bytes, done: Done | None) -> None:
-        self.ident, self.kind, self.key, self.value, self.done = ident, kind, key, value, done
-        self.pos: tuple[int, int] | None = None  # its copy in the spool, once offline
-        self.sent_at = time.monotonic()
 
 
 class Forwarder:
@@ -109,19 +76,27 @@ class Forwarder:
     ) -> None:
         self.settings = settings or ForwarderSettings()
         self.topics = dict(topics)
+        producer = producer or ProducerSettings()
         self.link = KafkaLink(
             kafka,
             self.topics[READINGS],
-            producer or ProducerSettings(),
+            producer,
             serde,
             self.settings.reconnect_backoff_max_ms,
         )
+        # max_values_per_s: live messages by their values, replayed ones one each (the spool does not
+        # keep the count); the wait serves delivery reports. The producer's own limit does not apply
+        # to the tracked sends used here.
+        self._bucket: TokenBucket | None = None
+        if producer.max_values_per_s:
+            self._bucket = TokenBucket(producer.max_values_per_s, producer.burst_values, wait=self._throttle)
+        self.throttled_s = 0.0
         self.spool = Spool(spool, tracked_kinds=frozenset({READINGS}))
         self._queue: queue.Queue[Item] = queue.Queue(self.settings.queue_size)
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
         self._closing = threading.Event()
         self._error: BaseException | None = None
-        self._live: dict[int, _Live] = {}
+        self._live: dict[int, Live] = {}
         self._next_id = 0
         self._shadowed = 0  # live messages with a copy in the spool
         self._tokens: deque[tuple[int, Done]] = deque()  # (spool index, done) waiting for durability
@@ -237,7 +212,14 @@ class Forwarder:
             logger.exception("the forwarder stopped")
             self._error = exc
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            except Exception as exc:  # surfaced by close(), like an error of the loop
+                if self._error is None:
+                    logger.exception("the forwarder could not shut down")
+                    self._error = exc
+                else:  # the same trouble again (e.g. the spool's disk is still full): logged above
+                    logger.debug("shutting down after the error: %r", exc)
 
     def _busy(self) -> bool:
         """More replay can start right away (no reason to sleep on the input queue)."""
@@ -296,19 +278,38 @@ class Forwarder:
 
     def _send_live(self, item: Item) -> None:
         kind, key, value, n, done = item
-        e = _Live(self._next_id, kind, key, value, done)
+        e = Live(self._next_id, kind, key, value, done)
         self._next_id += 1
         callback = functools.partial(self._on_live, e)
         topic = self.topics[kind]
-        if not self.link.send(topic, key, value, n, callback) and not self._wait_for_room(
-            lambda: self.link.send(topic, key, value, n, callback)
-        ):
+        if self._bucket is not None:
+            self._admit(self._bucket, n)
+        try:
+            sent = self.link.send(topic, key, value, n, callback) or self._wait_for_room(
+                lambda: self.link.send(topic, key, value, n, callback)
+            )
+        except MessageRefused as exc:
+            self.submitted += 1
+            self._refused(exc, len(value))
+            if done is not None:
+                done(Outcome.DROPPED)
+            return
+        if not sent:
             if self._online:
                 self._go_offline("the producer refused or its local queue stayed full")
             self._to_spool(item, force=True)
             return
         self.submitted += 1
         self._live[e.ident] = e
+
+    def _admit(self, bucket: TokenBucket, n: int) -> None:
+        waited = bucket.acquire(n)
+        if waited:
+            self.throttled_s += waited
+            THROTTLED_SECONDS.inc(waited)
+
+    def _throttle(self, seconds: float) -> None:
+        self.link.poll(min(seconds, 0.05))
 
     def _wait_for_room(self, send: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + self.settings.offline_after_ms / 1000
@@ -319,7 +320,7 @@ class Forwarder:
         return False
 
     # ------------------------------------------------------------------------------------ outcomes
-    def _on_live(self, e: _Live, err: KafkaError | None) -> None:
+    def _on_live(self, e: Live, err: KafkaError | None) -> None:
         if err is None:
             if e.pos is not None:
                 self.spool.ack(e.pos, e.kind, e.key)
@@ -352,6 +353,12 @@ class Forwarder:
         self._rewind_needed = True
         if self._online and not self._closing.is_set():
             self._go_offline(f"replay delivery failed: {err.name()}")
+
+    def _refused(self, exc: MessageRefused, size: int) -> None:
+        """A message Kafka will never take: counted lost (``failed`` in the summary), not an outage."""
+        self.lost += 1
+        DELIVERY_FAILURES.labels("MSG_SIZE_TOO_LARGE").inc()
+        logger.error("a message of %d bytes was dropped: %s", size, exc)
 
     def _reset_producer(self) -> None:
         """Replace a producer that cannot continue; whatever it held stays in the spool."""
@@ -458,7 +465,15 @@ class Forwarder:
             def send(r: SpoolRecord = r, cb: Any = callback, topic: str = topic) -> bool:
                 return self.link.send(topic, r.key, r.value, 1, cb)
 
-            if not send() and not self._wait_for_room(send):
+            if self._bucket is not None:
+                self._admit(self._bucket, 1)
+            try:
+                sent = send() or self._wait_for_room(send)
+            except MessageRefused as exc:  # e.g. spooled by an older version: it would block replay forever
+                self._refused(exc, len(r.value))
+                self.spool.ack(r.pos, r.kind, r.key)
+                continue
+            if not sent:
                 self._rewind_needed = True  # read but not sent: read again later
                 if self._online:
                     self._go_offline("the producer's local queue stayed full during replay")

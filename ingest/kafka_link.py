@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from ingest.config import ProducerSettings
 from ingest.exceptions import ProduceError
@@ -34,6 +34,11 @@ BROKEN = frozenset(
         KafkaError._FATAL,
     }
 )
+
+
+class MessageRefused(ProduceError):
+    """The producer refuses this one message for good (larger than ``message.max.bytes``): retrying,
+    spooling or a new producer cannot change that, and the producer itself is fine."""
 
 
 class KafkaLink:
@@ -72,12 +77,16 @@ class KafkaLink:
             self.broken = True
 
     def send(self, topic: str, key: bytes | None, value: bytes, n: int, callback: Any) -> bool:
-        """Queue one message; False when it cannot be queued now (full queue, broken producer)."""
+        """Queue one message; False when it cannot be queued now (full queue, broken producer).
+        Raises :class:`MessageRefused` for a message no producer would take."""
         if self.broken:
             return False
         try:
             return self.producer.send_tracked(topic, key, value, n, callback)
         except ProduceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, KafkaException) and cause.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise MessageRefused(str(exc)) from cause
             logger.error("%s", exc)
             self.broken = True
             return False

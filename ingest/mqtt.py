@@ -37,152 +37,36 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections import deque
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from typing import Any
 
 from ingest.bridge import SOURCE_CONNECTED, Emitter, report_gap
+from ingest.exceptions import GatewayError
 from ingest.forwarder import Outcome
-from ingest.validation import Sample, ValidationConfig
+from ingest.mqtt_config import FIELDS, MqttConfig, PayloadFormat, TopicMapping, TopicPattern, parse_pattern
+from ingest.validation import Sample
 from schemas.exceptions import DECODE_ERROR, INVALID_RECORD
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("plant", "line", "machine", "sensor")
+__all__ = [  # the configuration models live in ingest.mqtt_config; importable from here as before
+    "CONFIG",
+    "FIELDS",
+    "GATEWAY",
+    "MqttConfig",
+    "MqttGateway",
+    "OrderedAcks",
+    "PayloadFormat",
+    "TopicMapping",
+    "TopicPattern",
+    "parse_pattern",
+    "parse_time",
+]
+
 _MISSING = object()
-
-
-class PayloadFormat(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    format: Literal["json"] = "json"
-    value_field: str = "value"
-    time_field: str | None = "ts"
-    time_format: Literal["epoch_ms", "epoch_s", "iso8601"] = "epoch_ms"
-    missing_time: Literal["gateway", "reject"] = "gateway"
-    unit_field: str | None = "unit"
-    quality_field: str | None = "quality"
-    lot_field: str | None = "lot_id"
-
-
-class TopicMapping(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    pattern: str
-    plant: str | None = None
-    line: str | None = None
-    machine: str | None = None
-    sensor: str | None = None
-    unit: str | None = None
-    units: dict[str, str] = Field(default_factory=dict)
-    payload: PayloadFormat | None = None
-
-    @model_validator(mode="after")
-    def _pattern(self) -> TopicMapping:
-        parse_pattern(self)  # raises ValueError naming the pattern and what is wrong with it
-        return self
-
-
-def parse_pattern(mapping: TopicMapping) -> list[tuple[str, str]]:
-    """The levels of a topic pattern: ("lit", text) | ("var", field) | ("any", "")."""
-    pattern = mapping.pattern
-    levels: list[tuple[str, str]] = []
-    for level in pattern.split("/"):
-        if level.startswith("{") and level.endswith("}"):
-            name = level[1:-1]
-            if name not in FIELDS:
-                use = ", ".join(f"{{{f}}}" for f in FIELDS)
-                msg = f"pattern {pattern!r}: unknown placeholder {{{name}}} (use {use})"
-                raise ValueError(msg)
-            if ("var", name) in levels:
-                msg = f"pattern {pattern!r}: placeholder {{{name}}} appears twice"
-                raise ValueError(msg)
-            levels.append(("var", name))
-        elif level == "+":
-            levels.append(("any", ""))
-        elif level == "#":
-            msg = (
-                f"pattern {pattern!r}: '#' (multi-level wildcard) is not supported; give every level: "
-                "a literal, one placeholder or '+' (a level that is ignored)"
-            )
-            raise ValueError(msg)
-        elif "+" in level or "#" in level or "{" in level:
-            msg = (
-                f"pattern {pattern!r}: level {level!r} mixes text with a placeholder or wildcard; "
-                "a placeholder or '+' must be a whole level"
-            )
-            raise ValueError(msg)
-        else:
-            levels.append(("lit", level))
-    captured = {v for k, v in levels if k == "var"}
-    for name in FIELDS:
-        if name not in captured and getattr(mapping, name) is None:
-            msg = f"pattern {pattern!r} captures no {{{name}}} and the mapping sets no {name}"
-            raise ValueError(msg)
-    return levels
-
-
-class MqttConfig(BaseModel):
-    """The configuration file of an MQTT gateway (without the spool/producer sections)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    gateway_id: str = "mqtt-1"
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
-    qos: Literal[0, 1] = 1
-    keepalive_s: int = Field(30, ge=5)
-    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
-    reconnect_min_s: int = Field(1, ge=1)
-    reconnect_max_s: int = Field(30, ge=1)
-    username: str | None = None
-    password: SecretStr | None = None
-    topics: list[TopicMapping] = Field(min_length=1)
-    payload: PayloadFormat = Field(default_factory=PayloadFormat)
-    validation: ValidationConfig = Field(default_factory=ValidationConfig)
-
-    @model_validator(mode="after")
-    def _static_units(self) -> MqttConfig:
-        """Units fixed in the mapping (used when a payload carries none) must pass validation."""
-        problems = []
-        for i, m in enumerate(self.topics):
-            fixed = [(m.sensor, m.unit, "unit")] if m.unit is not None else []
-            fixed += [(sensor, unit, f"units.{sensor}") for sensor, unit in m.units.items()]
-            for sensor, unit, key in fixed:
-                problem = self.validation.static_unit_problem(unit, sensor)
-                if problem is not None:
-                    problems.append(f"topics[{i}].{key}: {problem}")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
-
-class TopicPattern:
-    """``plant/{plant}/line/{line}/machine/{machine}/{sensor}`` -> subscription filter and matcher."""
-
-    def __init__(self, mapping: TopicMapping) -> None:
-        self.mapping = mapping
-        self.levels = parse_pattern(mapping)
-        self.filter = "/".join(text if kind == "lit" else "+" for kind, text in self.levels)
-
-    def match(self, topic: str) -> dict[str, str] | None:
-        parts = topic.split("/")
-        if len(parts) != len(self.levels):
-            return None
-        out = {name: getattr(self.mapping, name) for name in FIELDS}
-        for (kind, text), part in zip(self.levels, parts, strict=True):
-            if kind == "lit" and part != text:
-                return None
-            if kind == "var":
-                out[text] = part
-        return out
 
 
 def parse_time(raw: Any, fmt: str) -> Any:
@@ -196,9 +80,12 @@ def parse_time(raw: Any, fmt: str) -> Any:
         except ValueError:
             return raw
         return round(t.timestamp() * 1000) if t.tzinfo is not None else f"{raw} (no UTC offset)"
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
         return raw
-    return round(raw * 1000) if fmt == "epoch_s" else int(raw)
+    try:
+        return round(raw * 1000) if fmt == "epoch_s" else int(raw)
+    except (OverflowError, ValueError):  # inf/nan, or a float too large (1e306 s is inf ms)
+        return raw
 
 
 class OrderedAcks:
@@ -268,6 +155,7 @@ class MqttGateway:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._sub_mid = -1
+        self._subscribed_once = False
         self.acks = OrderedAcks(self.client.ack)
 
     def run_blocking(self, stop: threading.Event) -> None:
@@ -284,6 +172,10 @@ class MqttGateway:
         self.client.loop_start()
         while not stop.wait(1.0):
             self.emitter.forwarder.check()  # a dead forwarder ends the run (acks would stall)
+            thread = self.client._thread  # paho has no public way to ask whether its loop still runs
+            if thread is None or not thread.is_alive():
+                msg = f"MQTT {c.host}:{c.port}: the MQTT client's network loop stopped (see the log above)"
+                raise GatewayError(msg)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -295,7 +187,12 @@ class MqttGateway:
             logger.error("MQTT %s:%s refused the connection: %s", self.config.host, self.config.port, reason)
             return
         self.acks.reset()
-        _, self._sub_mid = client.subscribe([(p.filter, self.config.qos) for p in self.patterns])
+        if flags.session_present and self._subscribed_once:
+            # The broker kept our subscriptions. Subscribing again would make it re-send every
+            # retained message (MQTT 3.1.1 section 3.8.4): old values, read again on every reconnect.
+            self._subscribed()
+        else:
+            self._subscribe(client)
         if self._lost_at is not None:
             self.reconnects += 1
             kept = (
@@ -306,12 +203,26 @@ class MqttGateway:
         elif not flags.session_present:
             logger.info("MQTT %s: new session for client %s", self.config.host, client._client_id.decode())
 
+    def _subscribe(self, client: Any) -> None:
+        qos = self.config.qos
+        if self.config.protocol == "5":  # retained messages only for a subscription the broker did not have
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            opts: Any = SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            _, self._sub_mid = client.subscribe([(p.filter, opts) for p in self.patterns])
+        else:
+            _, self._sub_mid = client.subscribe([(p.filter, qos) for p in self.patterns])
+
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid != self._sub_mid:
             return
         failed = [p.filter for p, r in zip(self.patterns, reasons, strict=False) if r.is_failure]
         if failed:
             logger.error("MQTT %s refused the subscriptions %s", self.config.host, failed)
+        self._subscribed_once = True
+        self._subscribed()
+
+    def _subscribed(self) -> None:
         self.connected.set()  # subscribed: from now on nothing published is missed
         SOURCE_CONNECTED.labels(self.config.gateway_id, self.protocol).set(1)
 
@@ -328,13 +239,23 @@ class MqttGateway:
         if forwarder.closing:
             return  # not acknowledged: the broker delivers it again to the next session
         done = self.acks.expect(msg.mid, msg.qos) if msg.qos > 0 else None
-        kind, key, value = self.prepare(msg.topic, msg.payload)
-        while not forwarder.submit(kind, key, value, 1, done, timeout=0.5):
-            if forwarder.closing:
-                return
+        try:
+            kind, key, value = self.prepare(msg.topic, msg.payload, bool(msg.retain))
+        except Exception as exc:  # an exception here would end paho's network thread: nothing read again
+            logger.exception("MQTT message on %s could not be processed", msg.topic)
+            reason = f"the gateway could not process the message: {type(exc).__name__}: {exc}"
+            kind, key, value = self.emitter.reject(msg.topic, None, msg.payload, INVALID_RECORD, reason)
+        try:
+            while not forwarder.submit(kind, key, value, 1, done, timeout=0.5):
+                if forwarder.closing:
+                    return
+        except GatewayError:
+            return  # the forwarder stopped: run_blocking raises its error; the message stays unacknowledged
 
-    def prepare(self, topic: str, payload: bytes) -> tuple[int, bytes | None, bytes]:
-        """One MQTT message -> (kind, key, encoded Reading or DeadLetter)."""
+    def prepare(self, topic: str, payload: bytes, retained: bool = False) -> tuple[int, bytes | None, bytes]:
+        """One MQTT message -> (kind, key, encoded Reading or DeadLetter). ``retained``: the broker
+        stored it earlier and sends it because we subscribed; without a time field its age is unknown,
+        so it becomes a dead letter rather than a reading stamped with the gateway's clock."""
         emitter = self.emitter
         for p in self.patterns:
             ids = p.match(topic)
@@ -346,6 +267,10 @@ class MqttGateway:
         fmt = p.mapping.payload or self.config.payload
         try:
             data = json.loads(payload)
+        except RecursionError:
+            emitter.read += 1
+            reason = "payload is not JSON this gateway reads: nested too deeply"
+            return emitter.reject(topic, ids["machine"], payload, DECODE_ERROR, reason)
         except (ValueError, UnicodeDecodeError) as exc:
             emitter.read += 1
             return emitter.reject(topic, ids["machine"], payload, DECODE_ERROR, f"payload is not JSON: {exc}")
@@ -365,6 +290,10 @@ class MqttGateway:
             )
         if value is _MISSING:
             value = f"no {fmt.value_field!r} field"
+        if raw_time is None and retained:
+            emitter.read += 1
+            reason = "a retained message without a time field: when its value was measured is unknown"
+            return emitter.reject(topic, ids["machine"], payload, INVALID_RECORD, reason)
         if raw_time is None:
             event_time: Any = now if fmt.missing_time == "gateway" else "missing"
         else:

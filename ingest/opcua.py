@@ -59,6 +59,12 @@ logger = logging.getLogger(__name__)
 __all__ = ["CONFIG", "GATEWAY", "NamespaceNotFound", "NodeMapping", "OpcUaConfig", "OpcUaGateway"]
 
 QUALITY_BY_SEVERITY = ("GOOD", "UNCERTAIN", "BAD", "BAD")  # StatusCode bits 31..30
+# The server sends a keep-alive publish response after this long without data (OPC UA Part 4,
+# 5.13.1: MaxKeepAliveCount publishing intervals). No publish response at all (data or keep-alive)
+# for STALE_KEEPALIVES of them means the server no longer has our subscription (it expired, or the
+# server dropped it) although the connection is up: the gateway then re-subscribes.
+KEEPALIVE_S = 5.0
+STALE_KEEPALIVES = 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -135,11 +141,7 @@ class OpcUaGateway:
                     attempt = 0
                     if lost_at is not None:
                         gap = time.monotonic() - lost_at
-                        self.reconnects += 1
-                        self.gaps.append(gap)
-                        report_gap(
-                            cfg.gateway_id, self.protocol, gap, f"{len(self._bindings)} nodes re-subscribed"
-                        )
+                        self._report_gap(gap, f"{len(self._bindings)} nodes re-subscribed")
                     self.subscribed.set()
                     self.ever_subscribed = True
                     SOURCE_CONNECTED.labels(cfg.gateway_id, self.protocol).set(1)
@@ -167,6 +169,11 @@ class OpcUaGateway:
             attempt += 1
             logger.info("OPC UA %s: reconnecting in %.1f s", cfg.endpoint, delay)
             await _sleep_unless(stop, delay)
+
+    def _report_gap(self, gap: float, detail: str) -> None:
+        self.reconnects += 1
+        self.gaps.append(gap)
+        report_gap(self.config.gateway_id, self.protocol, gap, detail)
 
     async def _subscribe(self, client: Any) -> Any:
         from asyncua import ua
@@ -211,8 +218,17 @@ class OpcUaGateway:
             msg = f"none of the {len(cfg.nodes)} configured nodes exists on {cfg.endpoint}"
             raise ConnectionError(msg)
         self._bindings = bindings
+        keepalive = max(1, round(KEEPALIVE_S * 1000 / cfg.publishing_interval_ms))
+        sub_params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=cfg.publishing_interval_ms,
+            RequestedLifetimeCount=max(10000, 3 * keepalive),  # Part 4: at least 3 keep-alives
+            RequestedMaxKeepAliveCount=keepalive,
+            MaxNotificationsPerPublish=10000,
+            PublishingEnabled=True,
+            Priority=0,
+        )
         sub = await client.create_subscription(
-            cfg.publishing_interval_ms,
+            sub_params,
             None,
             queue_maxsize=cfg.client_queue,
             overflow=OverflowPolicy.DISCONNECT,
@@ -260,7 +276,27 @@ class OpcUaGateway:
         from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent
 
         q: asyncio.Queue[Any] | None = getattr(sub, "_event_queue", None)
+        subscribed_at = last_publish = time.monotonic()
+        next_check = subscribed_at + 1.0
+        recreated = getattr(sub, "_recreate_count", 0)
         while not stop.is_set() and not lost.is_set():
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + 1.0
+                if getattr(sub, "_recreate_count", 0) != recreated:
+                    # asyncua's own watchdog found the subscription stale and re-created it in place
+                    recreated = getattr(sub, "_recreate_count", 0)
+                    self._report_gap(now - last_publish, "the server had lost the subscription; re-created")
+                last_publish = getattr(sub, "last_publish_at", None) or last_publish
+                silent = now - last_publish
+                if silent > _stale_after(sub):
+                    logger.warning(
+                        "OPC UA %s: no data and no keep-alive for %.0f s: the server lost the "
+                        "subscription; re-subscribing",
+                        self.config.endpoint,
+                        silent,
+                    )
+                    return
             try:  # the iterator queue directly: next_event() costs a wait_for per value
                 ev = q.get_nowait() if q is not None else await sub.next_event(timeout=0.2)
             except asyncio.QueueEmpty:
@@ -318,6 +354,14 @@ class OpcUaGateway:
             if self.emitter.forwarder.closing:
                 return
             await asyncio.sleep(0.005)  # backpressure without blocking the event loop
+
+
+def _stale_after(sub: Any) -> float:
+    """Seconds without any publish response after which a subscription counts as gone (the
+    parameters as the server revised them, when the client updated them)."""
+    p = sub.parameters
+    keepalive_s = float(p.RequestedPublishingInterval) / 1000 * max(int(p.RequestedMaxKeepAliveCount or 1), 1)
+    return max(STALE_KEEPALIVES * keepalive_s, 2 * KEEPALIVE_S)
 
 
 async def _quiet_disconnect(client: Any) -> None:

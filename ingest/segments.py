@@ -108,6 +108,11 @@ def recover(path: Path, seg_id: int, last: bool) -> tuple[Segment | None, bytes,
     anything invalid elsewhere is damage: the rest of that segment is cut off and reported. A file
     without the magic is moved aside as ``.corrupt`` (segment None)."""
     data = path.read_bytes()
+    if last and len(data) < len(MAGIC) and MAGIC.startswith(data):
+        # created just before a crash or power cut, its header not (all) on disk: it held nothing
+        logger.warning("spool segment %s: removed, created but never written (%d bytes)", path, len(data))
+        path.unlink()
+        return None, b"", False
     if data[: len(MAGIC)] != MAGIC:
         logger.error("spool segment %s has no spool header; moved aside as .corrupt", path)
         path.rename(path.with_suffix(".corrupt"))

@@ -32,6 +32,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -146,12 +147,31 @@ class Spool:
         elif first is not None:
             self._rseg, self._roff = first, len(MAGIC)
         self.recovered = self.pending
+        self._check_free_space()
         if self.pending:
             logger.info(
                 "spool %s holds %d records (%d bytes) to replay", self.dir, self.pending, self.total_bytes
             )
         self._publish()
         return self
+
+    def _check_free_space(self) -> None:
+        """A disk that fills before ``max_bytes`` stops the gateway (a write fails: exit 1) instead
+        of applying the overflow policy: say so at start, while it can still be fixed."""
+        try:
+            free = shutil.disk_usage(self.dir).free
+        except OSError:
+            return
+        if free + self.total_bytes < self.settings.max_bytes:
+            logger.warning(
+                "spool %s: max_bytes is %d but only %d bytes are free there: a long broker outage would "
+                "fill the disk and stop the gateway before the overflow policy (%s) applies; lower "
+                "spool.max_bytes or free space",
+                self.dir,
+                self.settings.max_bytes,
+                free + self.total_bytes,
+                self.settings.overflow,
+            )
 
     def _recover(self, seg_id: int, path: Path, last: bool) -> None:
         seg, data, damaged = segments.recover(path, seg_id, last)

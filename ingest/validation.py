@@ -229,7 +229,12 @@ class Validator:
         if isinstance(value, bool):
             value = float(value)
         elif isinstance(value, int | float):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond the float range (JSON allows any length)
+                digits = int(value.bit_length() * math.log10(2)) + 1
+                reason = f"{s.sensor}: value is an integer of about {digits} digits, beyond a float"
+                raise Invalid(INVALID_RECORD, reason) from None
             if not math.isfinite(value):
                 if quality != "BAD":
                     raise Invalid(INVALID_RECORD, f"{s.sensor}: value is {value}")
@@ -242,7 +247,9 @@ class Validator:
         if isinstance(t, bool) or not isinstance(t, int):
             raise Invalid(INVALID_RECORD, f"{s.sensor}: event time is not epoch milliseconds: {t!r}")
         if not MIN_EVENT_MS <= t < MAX_EVENT_MS:
-            raise Invalid(INVALID_RECORD, f"{s.sensor}: event time {t} is not between 2000 and 2100")
+            raise Invalid(
+                INVALID_RECORD, f"{s.sensor}: event time {t} is not between 2000 and 2100{_unit_hint(t)}"
+            )
         if not isinstance(s.unit, str) or not s.unit:
             raise Invalid(UNIT_ERROR, f"{s.sensor}: no unit")
         unit, value = self.normalise_unit(s.unit, value)
@@ -276,6 +283,17 @@ class Validator:
             "seq": 0,
             "lot_id": lot,
         }
+
+
+def _unit_hint(t: int) -> str:
+    """Why an event time is out of range, when it is a plausible time in another unit."""
+    if MIN_EVENT_MS // 1000 <= t < MAX_EVENT_MS // 1000:
+        return " (epoch seconds? the gateway expects milliseconds: see the time format setting)"
+    if MIN_EVENT_MS * 1000 <= t < MAX_EVENT_MS * 1000:
+        return " (epoch microseconds? the gateway expects milliseconds)"
+    if MIN_EVENT_MS * 1_000_000 <= t < MAX_EVENT_MS * 1_000_000:
+        return " (epoch nanoseconds? the gateway expects milliseconds)"
+    return ""
 
 
 def _range_quality(rule: RangeRule, value: float) -> str:

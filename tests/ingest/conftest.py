@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import threading
 import time
 import urllib.request
@@ -54,6 +55,10 @@ class Mosquitto:
                     "max_inflight_messages 1000",
                     "max_queued_messages 1000000",
                     "log_dest stderr",
+                    # As root mosquitto drops to the user 'mosquitto', which cannot write into a
+                    # private temporary folder: it then saves nothing at exit and no session
+                    # survives a restart. Keep the user we run as.
+                    *(["user root"] if os.geteuid() == 0 else []),
                     "",
                 ]
             )
@@ -72,6 +77,11 @@ class Mosquitto:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def restart(self) -> None:
+        """SIGTERM (mosquitto saves its sessions and queued messages) and start on the same port."""
+        self.stop()
+        self.start()
 
 
 class TcpProxy:
@@ -234,6 +244,16 @@ class ProxiedBroker:
 @pytest.fixture(scope="module")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     m = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture()
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto of this test alone (one it may restart)."""
+    m = Mosquitto(tmp_path / "own-mosquitto").start()
     try:
         yield m
     finally:

@@ -130,6 +130,28 @@ def test_torn_last_write_is_cut_and_earlier_records_survive(tmp_path: Path) -> N
     again.close()
 
 
+@pytest.mark.parametrize("header", [b"", b"MSSP"], ids=["empty", "half-header"])
+def test_a_newest_segment_created_just_before_a_power_cut_is_not_damage(
+    tmp_path: Path, header: bytes
+) -> None:
+    """A segment whose header never reached the disk held no record: removed quietly, not counted
+    corrupt (it used to be moved aside as .corrupt with an error and a corrupt count)."""
+    spool = open_spool(tmp_path)
+    for i in range(5):
+        spool.append(0, b"m", b"value-%d" % i)
+    spool.close()
+    newest = sorted(tmp_path.glob("*.seg"))[-1]
+    torn = newest.with_name(f"{int(newest.stem) + 1:020d}.seg")
+    torn.write_bytes(header)
+    again = open_spool(tmp_path)
+    assert [v for _, _, v in drain(again, ack=False)] == [b"value-%d" % i for i in range(5)]
+    assert again.dropped_corrupt == 0
+    assert not torn.exists() and not list(tmp_path.glob("*.corrupt"))
+    again.append(0, b"m", b"value-5")  # and the spool goes on
+    again.close()
+    assert [v for _, _, v in drain(open_spool(tmp_path))] == [b"value-%d" % i for i in range(6)]
+
+
 def test_damage_inside_an_older_segment_drops_its_rest_and_is_counted(tmp_path: Path) -> None:
     spool = open_spool(tmp_path, segment_bytes=400)
     for i in range(60):

@@ -18,7 +18,7 @@ from infra.procs import free_port
 from ingest.bridge import Emitter
 from ingest.config import SpoolSettings
 from ingest.forwarder import DEAD_LETTERS, READINGS, Forwarder
-from ingest.mqtt import MqttConfig, MqttGateway, TopicMapping, TopicPattern, parse_time
+from ingest.mqtt import MqttConfig, MqttGateway, PayloadFormat, TopicMapping, TopicPattern, parse_time
 from ingest.validation import (
     CLOCK_SKEW,
     UNIT_ERROR,
@@ -266,3 +266,59 @@ def test_a_rejected_opcua_value_carries_its_description_as_payload(emitter: Emit
     )
     kind, _, _ = emitter.prepare(sample(payload=payload), NOW)
     assert kind == READINGS and len(built) == 2, "the description is built only for a dead letter"
+
+
+@pytest.mark.parametrize(
+    ("event_time", "hint"),
+    [
+        (NOW // 1000, "epoch seconds?"),
+        (NOW * 1000, "epoch microseconds?"),
+        (NOW * 1_000_000, "epoch nanoseconds?"),
+        (5, None),
+    ],
+)
+def test_an_event_time_in_another_unit_is_named_in_the_reason(event_time: int, hint: str | None) -> None:
+    with pytest.raises(Invalid) as caught:
+        Validator().check(sample(event_time=event_time), NOW)
+    assert "is not between 2000 and 2100" in caught.value.reason
+    if hint is None:
+        assert "?" not in caught.value.reason
+    else:
+        assert hint in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "words"),
+    [
+        (b"[" * 100_000, DECODE_ERROR, "nested too deeply"),
+        (b'{"value": 1' + b"0" * 400 + b"}", INVALID_RECORD, "beyond a float"),
+        (b'{"value": 1.0, "ts": 1e306}', INVALID_RECORD, "not epoch milliseconds"),
+    ],
+)
+def test_payloads_that_used_to_raise_become_dead_letters(
+    emitter: Emitter, payload: bytes, code: str, words: str
+) -> None:
+    """Each raised out of MqttGateway.prepare (RecursionError, OverflowError), which in the MQTT
+    callback ended the client's network thread (see test_hostile_payloads.py for the whole path)."""
+    config = MqttConfig(
+        topics=[TopicMapping(pattern="p/{plant}/{line}/{machine}/{sensor}", unit="bar")],
+        payload=PayloadFormat(time_format="epoch_s"),
+    )
+    gateway = MqttGateway(config, emitter)
+    kind, _, value = gateway.prepare("p/p1/l1/m1/pressure", payload)
+    record = Serde().decode(value).record
+    assert kind == DEAD_LETTERS and record["reason_code"] == code and words in record["reason"]
+
+
+def test_a_reading_too_large_for_kafka_becomes_a_bounded_dead_letter(emitter: Emitter) -> None:
+    """A lot id of a megabyte used to make a Reading over message.max.bytes (1 MB): refused by the
+    producer, taken for a broker outage, replayed first for ever (see test_hostile_payloads.py)."""
+    config = MqttConfig(topics=[TopicMapping(pattern="p/{plant}/{line}/{machine}/{sensor}", unit="bar")])
+    payload = json.dumps(
+        {"value": 1.0, "ts": time.time_ns() // 1_000_000, "lot_id": "L" * 1_000_000}
+    ).encode()
+    kind, key, value = MqttGateway(config, emitter).prepare("p/p1/l1/m1/pressure", payload)
+    record = Serde().decode(value).record
+    assert kind == DEAD_LETTERS and key == b"m1" and record["reason_code"] == INVALID_RECORD
+    assert "the encoded reading has" in record["reason"] and "cut to its first 65536" in record["reason"]
+    assert record["payload"] == payload[:65536] and len(value) < 100_000
