@@ -7,10 +7,12 @@
   crash the records since the last commit are replayed; the window operator counts a (machine,
   sensor, event time) once, so replays do not double-count.
 * Every value written to the table also records the next input offset the partition's state has
-  fully seen, and every record is checked against it. If the consumer delivers a later offset (a
-  restarted worker whose last state writes before a crash never reached the changelog; a consumer
-  that skipped a record, which we have seen at start-up), the records in between are read from Kafka
-  directly and processed first.
+  fully seen, and every record is checked against it. An earlier offset (the group's committed offset
+  lags the changelog after a crash) is already in the state and is skipped: handled again, a reading
+  whose window was purged since would be reported late although it was counted. If the consumer
+  delivers a later offset (a restarted worker whose last state writes before a crash never reached
+  the changelog; a consumer that skipped a record, which we have seen at start-up), the records in
+  between are read from Kafka directly and processed first.
 * Delivery: at-least-once to the output topics; a window re-emitted after a crash carries the same
   identity and version, and ClickHouse's ReplacingMergeTree keeps one row.
 """
@@ -34,6 +36,7 @@ from sinks.domain_metrics import DomainMetrics
 from sinks.metrics import CATCH_UP_RECORDS, CONSUMER_LAG, WATERMARK, precreate
 from streams.anomaly.config import AnomalySettings
 from streams.config import StreamSettings
+from streams.exceptions import StreamError
 from streams.pipeline import STAGE, Outputs, PartitionProcessor, now_ms
 from streams.spc.config import SpcSettings
 
@@ -238,7 +241,8 @@ def create_app(
             )  # fmt: skip
             return
         topic, partition = topics.topic_readings, proc.partition
-        records = await asyncio.to_thread(read_range, kafka, topic, partition, start, end)
+        # strict: records it cannot read now are read again before the next record, never skipped
+        records = await asyncio.to_thread(read_range, kafka, topic, partition, start, end, strict=True)
         if records:
             CATCH_UP_RECORDS.labels(STAGE).inc(len(records))
             logger.warning(
@@ -251,6 +255,16 @@ def create_app(
         for offset, key, value in records:
             await handle(proc, value, offset, key)
 
+    skipping: set[int] = set()  # partitions whose replay of already-seen records was logged
+
+    def skipped(partition: int, offset: int, expected: int) -> None:
+        if partition not in skipping:
+            skipping.add(partition)
+            logger.info(
+                "partition %s: offsets %s..%s are already in the restored state; not processed again",
+                partition, offset, expected - 1,
+            )  # fmt: skip
+
     @app.agent(readings, name="windows")
     async def windows_agent(events: Any) -> None:
         try:
@@ -259,6 +273,12 @@ def create_app(
                 proc, restored = processor_for(msg.partition)
                 await publish(restored)
                 expected = positions.get(msg.partition)
+                if expected is not None and msg.offset < expected:
+                    # Already in the restored state (the committed offset lags the changelog after a
+                    # crash): handled again it would count nothing, but a reading whose window is
+                    # purged by now would be reported late although it was counted.
+                    skipped(msg.partition, msg.offset, expected)
+                    continue
                 if expected is not None and msg.offset > expected:
                     await catch_up(proc, expected, msg.offset)
                 await handle(proc, event.value, msg.offset, msg.key)
@@ -298,6 +318,7 @@ def create_app(
             if tp.topic == topics.topic_readings:
                 proc = processors.pop(tp.partition, None)
                 positions.pop(tp.partition, None)
+                skipping.discard(tp.partition)
                 if proc is not None:  # the new owner exports its machines' series from now on
                     domain.forget(proc.machine_ids())
                 try:
@@ -309,9 +330,20 @@ def create_app(
 
 
 def read_range(
-    kafka: KafkaSettings, topic: str, partition: int, start: int, end: int, timeout_s: float = 60.0
+    kafka: KafkaSettings,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    timeout_s: float = 60.0,
+    *,
+    strict: bool = False,
 ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of the records of one partition in [start, end), read without a group."""
+    """(offset, key, value) of the records of one partition in [start, end), read without a group.
+
+    When the end is not reached within ``timeout_s``: what was read, with an error logged; with
+    ``strict``, :class:`StreamError` instead (the caller must not go on past records it did not see).
+    """
     from confluent_kafka import Consumer, TopicPartition
 
     conf = {
@@ -339,6 +371,12 @@ def read_range(
             out.append((offset, msg.key(), msg.value()))
             if offset == end - 1:
                 return out
+        if strict:
+            text = (
+                f"partition {partition}: read {len(out)} of the records in offsets {start}..{end - 1} within "
+                f"{timeout_s:.0f} s; not going on past them (retried with the next record)"
+            )
+            raise StreamError(text)
         logger.error(
             "partition %s: read %s of the records in offsets %s..%s within %.0f s; the rest are skipped",
             partition, len(out), start, end - 1, timeout_s,

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.exceptions import INVALID_RECORD, UNKNOWN_SCHEMA, DecodeError
+from schemas.exceptions import INVALID_RECORD, TOO_LATE, UNKNOWN_SCHEMA, DecodeError
 from schemas.serde import Serde, explode_scan
 from sinks.domain_metrics import DomainMetrics
 from sinks.metrics import (
@@ -24,6 +24,7 @@ from sinks.metrics import (
     RECORDS_OUT,
     SPC_SIGNALS,
 )
+from sinks.tables import TS_MAX_MS, TS_MIN_MS
 from streams.config import StreamSettings
 from streams.exceptions import InvalidRecord
 from streams.spc.config import SpcSettings
@@ -37,6 +38,8 @@ STAGE = "windows"
 KEY_SEP = "\x1f"  # unit separator: cannot occur in a sane machine id or sensor name
 ANOMALY_PREFIX = f"__anomaly__{KEY_SEP}"  # state key of a machine's anomaly monitor
 READING_NAMES = {"millstream.Reading", "millstream.MachineScan"}
+DEAD_LETTER_PAYLOAD_MAX = 512 * 1024  # bytes of the original value a dead letter keeps
+DEAD_LETTER_KEY_MAX = 1024  # bytes of the original key a dead letter keeps
 
 
 def now_ms() -> int:
@@ -75,7 +78,22 @@ def dead_letter(
     code: str,
     reason: str,
 ) -> dict[str, Any]:
-    """A DeadLetter record (schema millstream.DeadLetter)."""
+    """A DeadLetter record (schema millstream.DeadLetter).
+
+    The original bytes are kept up to :data:`DEAD_LETTER_PAYLOAD_MAX` (key: :data:`DEAD_LETTER_KEY_MAX`):
+    a dead letter must fit in one produce request (Faust's default limit is 1,000,000 bytes), or the
+    record that was too big to process could not be dead-lettered either and would block its partition.
+    Beyond that the reason says so; topic, partition and offset still point at the whole original.
+    """
+    cut = []
+    if len(payload) > DEAD_LETTER_PAYLOAD_MAX:
+        cut.append(f"payload truncated to its first {DEAD_LETTER_PAYLOAD_MAX} of {len(payload)} bytes")
+        payload = payload[:DEAD_LETTER_PAYLOAD_MAX]
+    if key is not None and len(key) > DEAD_LETTER_KEY_MAX:
+        cut.append(f"key truncated to its first {DEAD_LETTER_KEY_MAX} of {len(key)} bytes")
+        key = key[:DEAD_LETTER_KEY_MAX]
+    if cut:
+        reason = f"{reason} [{'; '.join(cut)}]"
     return {
         "stage": stage,
         "topic": topic,
@@ -96,7 +114,17 @@ def validate(reading: dict[str, Any], wall_ms: int, max_future_ms: int) -> None:
         raise InvalidRecord(INVALID_RECORD, f"{reading['machine_id']}/{reading['sensor']}: value is {v}")
     if not reading["machine_id"] or not reading["sensor"]:
         raise InvalidRecord(INVALID_RECORD, "empty machine_id or sensor")
-    ahead = reading["event_time"] - wall_ms
+    if KEY_SEP in reading["machine_id"] or KEY_SEP in reading["sensor"]:
+        # the state key joins them with it: "a\x1f" + "b" and "a" + "\x1f" + "b" would be one series
+        raise InvalidRecord(INVALID_RECORD, "machine_id or sensor contains the control character U+001F")
+    ts = reading["event_time"]
+    if not TS_MIN_MS <= ts <= TS_MAX_MS:
+        # a window outside the years 1900-2299 can neither be encoded nor stored (DateTime64)
+        raise InvalidRecord(
+            INVALID_RECORD,
+            f"{reading['machine_id']}/{reading['sensor']}: event time {ts} is outside the years 1900-2299",
+        )
+    ahead = ts - wall_ms
     if max_future_ms and ahead > max_future_ms:
         raise InvalidRecord(
             INVALID_RECORD,
@@ -186,7 +214,7 @@ class PartitionProcessor:
             k = op_key(r["machine_id"], r["sensor"])
             self.meta[k] = (r["plant"], r["line"], r["unit"])
             for e in self.op.process(k, r["event_time"], r["value"], now_ms=wall):
-                self._route(e, out, wall, r)
+                self._route(e, out, wall, r, offset)
         return out
 
     def on_idle(self, wall_ms: int | None = None) -> Outputs:
@@ -206,8 +234,14 @@ class PartitionProcessor:
         return out
 
     def _route(
-        self, e: WindowResult | LateRecord, out: Outputs, wall: int, reading: dict[str, Any] | None
+        self,
+        e: WindowResult | LateRecord,
+        out: Outputs,
+        wall: int,
+        reading: dict[str, Any] | None,
+        offset: int = -1,
     ) -> None:
+        """Turn an operator emission into output records; ``offset``: the input record's (late ones)."""
         if isinstance(e, WindowResult):
             record = self.window_record(e, wall)
             out.windows.append(record)
@@ -239,10 +273,9 @@ class PartitionProcessor:
                     "lot_id": (reading or {}).get("lot_id"),
                 },
             )
+            key = machine_id.encode()
             out.late.append(
-                dead_letter(
-                    STAGE, self.topic, self.partition, -1, machine_id.encode(), payload, "too_late", e.reason
-                )
+                dead_letter(STAGE, self.topic, self.partition, offset, key, payload, TOO_LATE, e.reason)
             )
 
     def _score(self, readings: list[dict[str, Any]], out: Outputs, wall: int) -> None:
