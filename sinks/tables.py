@@ -1,7 +1,8 @@
 """Target tables of the sink: column order and the record → row conversion of each.
 
 A row function validates what ClickHouse would otherwise clamp or refuse (timestamps outside
-DateTime64's range, negative counts) and raises ValueError/TypeError; the writer turns that into a
+DateTime64's range, negative counts), or store to harm (a window's NaN or infinite statistic, which
+the rollups would sum into their buckets), and raises ValueError/TypeError; the writer turns that into a
 dead letter with reason ``invalid_record``. Column lists mirror infra/clickhouse/migrations.
 Adding a table: a migration, a row function and a TableSpec here, and a route in :data:`ROUTES`.
 The alerts and machines tables are written by :mod:`sinks.alerts` and :mod:`sinks.metadata`.
@@ -9,6 +10,7 @@ The alerts and machines tables are written by :mod:`sinks.alerts` and :mod:`sink
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +100,19 @@ def _opt_float(record: dict[str, Any], name: str) -> float | None:
     return None if record.get(name) is None else _float(record, name)
 
 
+def _finite(record: dict[str, Any], name: str) -> float:
+    """A number that must be finite: one NaN or infinity summed into a rollup bucket spoils it for good."""
+    value = _float(record, name)
+    if not math.isfinite(value):
+        msg = f"{name}={value} is not finite"
+        raise ValueError(msg)
+    return value
+
+
+def _opt_finite(record: dict[str, Any], name: str) -> float | None:
+    return None if record.get(name) is None else _finite(record, name)
+
+
 def window_row(r: dict[str, Any]) -> list[Any]:
     """A WindowAggregate record as a ``window_aggregates`` row (order of WINDOW_AGGREGATES.columns)."""
     start, end = _ts(r, "window_start"), _ts(r, "window_end")
@@ -114,19 +129,19 @@ def window_row(r: dict[str, Any]) -> list[Any]:
         start,
         end,
         _uint(r, "count", 64),
-        _float(r, "sum"),
-        _float(r, "mean"),
-        _float(r, "min"),
-        _float(r, "max"),
-        _float(r, "std"),
+        _finite(r, "sum"),
+        _finite(r, "mean"),
+        _finite(r, "min"),
+        _finite(r, "max"),
+        _finite(r, "std"),
         _ts(r, "first_ts"),
         _ts(r, "last_ts"),
-        _float(r, "first"),
-        _float(r, "last"),
-        _opt_float(r, "p50"),
-        _opt_float(r, "p95"),
-        _opt_float(r, "p99"),
-        _opt_float(r, "slope"),
+        _finite(r, "first"),
+        _finite(r, "last"),
+        _opt_finite(r, "p50"),
+        _opt_finite(r, "p95"),
+        _opt_finite(r, "p99"),
+        _opt_finite(r, "slope"),
         _uint(r, "version", 32),
         _ts(r, "emitted_at"),
     ]

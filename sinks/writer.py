@@ -11,7 +11,9 @@ Replays and retries are harmless:
   set ``non_replicated_deduplication_window``; Replicated* engines keep such a window by default).
   That covers a retry of the same batch after a lost response;
 * a replay after a crash may cut batches differently, so tokens differ; the tables'
-  ReplacingMergeTree sorting keys then collapse the duplicates (read with FINAL).
+  ReplacingMergeTree sorting keys then collapse the duplicates (read with FINAL), and version-0
+  tumbling windows already stored are not inserted again (:mod:`sinks.replays`), so that the
+  rollups do not count them twice.
 
 The deduplication reaches the rollups' materialized views too (the inserts set
 ``deduplicate_blocks_in_dependent_materialized_views``): a retried block is not rolled up twice.
@@ -35,11 +37,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sinks.clickhouse import backoff_seconds, classify_error
 from sinks.exceptions import SinkError
 from sinks.metrics import END_TO_END_LATENCY, RECORDS_OUT
+from sinks.replays import Identity, drop_rolled_up, stored_first_emissions
 from sinks.sink_metrics import (
     SINK_BATCH_ROWS,
     SINK_INSERT_SECONDS,
@@ -47,7 +51,7 @@ from sinks.sink_metrics import (
     SINK_REJECTED,
     SINK_RETRIES,
 )
-from sinks.tables import DEAD_LETTERS, Source, TableSpec, dead_letter_record
+from sinks.tables import DEAD_LETTERS, WINDOW_AGGREGATES, Source, TableSpec, dead_letter_record
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STAGE = "sink"
+T = TypeVar("T")
 
 
 @dataclass
@@ -228,6 +233,7 @@ class BatchWriter:
         for buf in list(batch.buffers.values()):
             if buf.table.name == DEAD_LETTERS.name:
                 continue  # dead letters last: rows rejected from the other tables join them
+            buf = self._unreplayed(buf)
             written, rejected = self._write_table(buf)
             result.rows[buf.table.name] = written
             for index, reason in rejected:
@@ -291,43 +297,62 @@ class BatchWriter:
     def _attempt(self, table: TableSpec, rows: Sequence[list[Any]], settings: dict[str, Any]) -> None:
         """Insert, retrying transient errors with backoff; ``retrying`` is set while waiting."""
         started = time.monotonic()
+
+        def insert() -> None:
+            self.client.insert(table.name, list(rows), column_names=list(table.columns), settings=settings)
+
+        self._retrying(f"insert into {table.name}", table.name, insert, rejectable=True)
+        SINK_BATCH_ROWS.labels(table.name).observe(len(rows))
+        SINK_INSERT_SECONDS.labels(table.name).observe(time.monotonic() - started)
+
+    def _retrying(self, what: str, table: str, call: Callable[[], T], *, rejectable: bool = False) -> T:
+        """``call()``, retrying transient errors with backoff; raises _Rejected (rejectable) or SinkError."""
         attempt = 0
         while True:
             try:
-                self.client.insert(
-                    table.name, list(rows), column_names=list(table.columns), settings=settings
-                )
+                return call()
             except Exception as exc:
                 kind = classify_error(exc)
-                if kind == "row":
+                if kind == "row" and rejectable:
                     raise _Rejected(str(exc)) from exc
-                if kind == "fatal":
-                    msg = f"insert into {table.name} failed: {type(exc).__name__}: {exc}"
+                if kind != "transient":
+                    msg = f"{what} failed: {type(exc).__name__}: {exc}"
                     raise SinkError(msg) from exc
                 if attempt >= self.settings.max_retries:
-                    msg = (
-                        f"insert into {table.name} failed after {attempt + 1} attempt(s); last error: "
-                        f"{type(exc).__name__}: {exc}"
-                    )
+                    last = f"{type(exc).__name__}: {exc}"
+                    msg = f"{what} failed after {attempt + 1} attempt(s); last error: {last}"
                     raise SinkError(msg) from exc
                 delay = backoff_seconds(attempt, self.settings, self._rng)
                 logger.warning(
-                    "insert into %s failed (%s: %s); retry %d/%d in %.2fs",
-                    table.name,
+                    "%s failed (%s: %s); retry %d/%d in %.2fs",
+                    what,
                     type(exc).__name__,
                     exc,
                     attempt + 1,
                     self.settings.max_retries,
                     delay,
                 )
-                SINK_RETRIES.labels(table.name).inc()
+                SINK_RETRIES.labels(table).inc()
                 self.retrying.set()
                 self._sleep(delay)
                 attempt += 1
-                continue
-            SINK_BATCH_ROWS.labels(table.name).observe(len(rows))
-            SINK_INSERT_SECONDS.labels(table.name).observe(time.monotonic() - started)
-            return
+
+    def _unreplayed(self, buf: _Buffer) -> _Buffer:
+        """``buf`` without windows the rollups already counted (:mod:`sinks.replays`)."""
+        if buf.table.name != WINDOW_AGGREGATES.name:
+            return buf
+
+        def stored(rows: Sequence[Sequence[Any]]) -> set[Identity]:
+            lookup = partial(stored_first_emissions, self.client, rows)
+            try:
+                return self._retrying("looking up stored windows", buf.table.name, lookup)
+            finally:
+                self.retrying.clear()
+
+        keep = drop_rolled_up(buf.rows, stored)
+        if len(keep) == len(buf.rows):
+            return buf
+        return _Buffer(buf.table, [buf.rows[i] for i in keep], [buf.sources[i] for i in keep])
 
     def _observe_latency(self, buf: _Buffer, rejected: set[int]) -> None:
         index = buf.table.latency_column_index
