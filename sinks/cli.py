@@ -121,6 +121,7 @@ def run_sink(args: argparse.Namespace) -> int:
     from sinks.alerts import AlertReceiver, serve
     from sinks.clickhouse import connect
     from sinks.config import ClickHouseSettings, SinkSettings
+    from sinks.exceptions import SinkError
     from sinks.runner import SinkRunner
 
     ch = ClickHouseSettings()
@@ -130,9 +131,18 @@ def run_sink(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         overrides["metrics_port"] = args.metrics_port
     sink = SinkSettings(**overrides)
-    client = connect(ch)
+    migrate_here = sink.auto_migrate and not args.no_migrate
+    # Without migrations the database is left to `millstream migrate` (in a Replicated ClickHouse it
+    # must be created Replicated there): a sink that created it plain first would split the replicas.
     try:
-        if sink.auto_migrate and not args.no_migrate:
+        client = connect(ch, create_database=migrate_here)
+    except SinkError as exc:
+        if migrate_here:
+            raise
+        msg = f"{exc} (the sink runs without migrations: run `millstream migrate` first)"
+        raise SinkError(msg) from exc
+    try:
+        if migrate_here:
             for line in _migrate(client, ch):
                 print(line, file=sys.stderr)
         server = None

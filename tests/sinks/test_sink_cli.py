@@ -320,3 +320,21 @@ def test_an_unknown_table_in_an_empty_database_says_where_the_database_is(
     err = capsys.readouterr().err
     assert f"The database at chdb://{tmp_path / 'elsewhere'} has no tables" in err
     assert "set MILLSTREAM_DATA_DIR or MILLSTREAM_CLICKHOUSE_URL" in err
+
+
+def test_sink_without_migrations_does_not_create_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sink --no-migrate` leaves the database to `millstream migrate`: in a Replicated ClickHouse it
+    must be created Replicated there, and a sink that created it plain first would split the
+    replicas (k8s/overlays/prod). It stops with the hint instead."""
+    monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MILLSTREAM_CLICKHOUSE_URL", raising=False)
+    assert main(["sink", "--no-migrate"]) == 1
+    err = capsys.readouterr().err
+    assert "run `millstream migrate` first" in err, err
+    client = connect(ClickHouseSettings(data_dir=tmp_path, database="default"), create_database=False)
+    try:
+        assert client.command("SELECT count() FROM system.databases WHERE name = 'millstream'") == 0
+    finally:
+        client.close()
