@@ -48,6 +48,10 @@ NEXT = "next_offset"  # in every value written: the next input offset the partit
 # A larger gap between the restored state and the consumer's position is an operator's offset reset
 # (skipping a backlog on purpose), not records lost on the way: it is logged and not read back.
 CATCH_UP_MAX = 100_000
+# A machine's packed anomaly checkpoint larger than this is not written to the changelog (logged):
+# Faust's producer refuses records over producer_max_request_size (1,000,000 bytes by default), and a
+# refused state write would crash the agent on every later record.
+CHANGELOG_STATE_MAX = 900_000
 CONSUMER_STOP_TIMEOUT_S = 15.0  # the longest the worker waits for its Kafka consumer to stop
 
 
@@ -166,8 +170,9 @@ def create_app(
         if proc is not None:
             return proc, Outputs()
         proc = PartitionProcessor(
-            stream, serde, partition, topics.topic_readings, spc, anomaly, domain=domain
-        )
+            stream, serde, partition, topics.topic_readings, spc, anomaly, domain=domain,
+            anomaly_state_max_bytes=CHANGELOG_STATE_MAX,
+        )  # fmt: skip
         prefix = f"{partition}{TABLE_SEP}"
         keys: dict[str, Any] = {}
         meta = None

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 STAGE = "windows"
 KEY_SEP = "\x1f"  # unit separator: cannot occur in a sane machine id or sensor name
 ANOMALY_PREFIX = f"__anomaly__{KEY_SEP}"  # state key of a machine's anomaly monitor
+ANOMALY_PACKED = "anomaly_z"  # its snapshot, packed (streams.anomaly.state.pack)
 READING_NAMES = {"millstream.Reading", "millstream.MachineScan"}
 DEAD_LETTER_PAYLOAD_MAX = 512 * 1024  # bytes of the original value a dead letter keeps
 DEAD_LETTER_KEY_MAX = 1024  # bytes of the original key a dead letter keeps
@@ -146,6 +147,7 @@ class PartitionProcessor:
         anomaly: Any = None,
         anomaly_checkpoint_ms: int = 10_000,
         domain: DomainMetrics | None = None,
+        anomaly_state_max_bytes: int | None = None,
     ) -> None:
         self.settings = settings
         self.serde = serde
@@ -172,6 +174,10 @@ class PartitionProcessor:
         self._anomaly_last_ts: dict[str, int] = {}
         self._anomaly_saved: dict[str, int] = {}  # machine_id -> wall ms of the last state write
         self.anomaly_checkpoint_ms = anomaly_checkpoint_ms
+        # A checkpoint larger than this is not written (logged once): a record the state store's
+        # producer would refuse (Faust's changelog) must not stop the job. None: no limit (Flink).
+        self.anomaly_state_max_bytes = anomaly_state_max_bytes
+        self._anomaly_too_large: set[str] = set()
 
     def machine_ids(self) -> set[str]:
         """The machines whose readings this partition has seen (and whose state it holds)."""
@@ -317,15 +323,20 @@ class PartitionProcessor:
         })  # fmt: skip
         self._anomaly_saved.pop(machine, None)  # an event changes state worth keeping: save it now
 
-    def _restore_monitor(self, machine: str, state: Any) -> Any:
+    def _restore_monitor(self, machine: str, state: dict[str, Any]) -> Any:
         """A machine's anomaly monitor from its checkpoint, or None (it starts afresh, with a warning)
         when the checkpoint is unreadable or was written with other MILLSTREAM_ANOMALY_* settings:
         changed settings take effect, at the price of a new warm-up."""
         from streams.anomaly.exceptions import SnapshotError
         from streams.anomaly.monitor import MachineMonitor, model_id
+        from streams.anomaly.state import unpack
 
         try:
-            monitor = MachineMonitor.restore(state)
+            # packed since this version; a plain "anomaly" object in checkpoints written before
+            raw = unpack(state[ANOMALY_PACKED]) if ANOMALY_PACKED in state else state.get("anomaly")
+            if not isinstance(raw, dict):
+                raise SnapshotError("the checkpoint holds no anomaly state")  # noqa: EM101
+            monitor = MachineMonitor.restore(raw)
         except (SnapshotError, AttributeError) as exc:
             logger.warning(
                 "machine %s: its anomaly checkpoint is unreadable (%s): its models start afresh", machine, exc
@@ -404,17 +415,36 @@ class PartitionProcessor:
                 changed[k] = None
             else:
                 changed[k] = {"op": snap, "meta": list(self.meta.get(k, ("", "", ""))), "spc": spc}
-        # Anomaly models are larger (~16 KB a sensor): checkpointed per machine every anomaly_checkpoint_ms
-        # and whenever an event opens or closes. After a crash a model resumes from its checkpoint.
+        # Anomaly models are larger (~16 KB of JSON a sensor, ~5 KB packed): checkpointed per machine
+        # every anomaly_checkpoint_ms and whenever an event opens or closes. After a crash a model
+        # resumes from its checkpoint.
+        from streams.anomaly.state import pack
+
         wall = now_ms()
         for machine, monitor in self.anomaly.items():
             if wall - self._anomaly_saved.get(machine, -(2**62)) >= self.anomaly_checkpoint_ms:
+                self._anomaly_saved[machine] = wall
+                packed = pack(monitor.snapshot())
+                if self.anomaly_state_max_bytes is not None and len(packed) > self.anomaly_state_max_bytes:
+                    self._state_too_large(machine, len(packed))
+                    continue
                 changed[ANOMALY_PREFIX + machine] = {
-                    "anomaly": monitor.snapshot(),
+                    ANOMALY_PACKED: packed,
                     "last_ts": self._anomaly_last_ts.get(machine),
                 }
-                self._anomaly_saved[machine] = wall
         return changed
+
+    def _state_too_large(self, machine: str, size: int) -> None:
+        """Logged once per machine: its checkpoint would not fit a state-store record."""
+        if machine in self._anomaly_too_large:
+            return
+        self._anomaly_too_large.add(machine)
+        logger.error(
+            "machine %s: its anomaly checkpoint is %d bytes, more than the %d a state record may hold: "
+            "not saved, so after a restart its models start afresh. Give fewer sensors to one machine id, "
+            "or raise the state store's record limit",
+            machine, size, self.anomaly_state_max_bytes,
+        )  # fmt: skip
 
     def meta_state(self) -> dict[str, Any]:
         return {"watermark": self.op.watermark}
@@ -426,7 +456,7 @@ class PartitionProcessor:
                 continue
             if k.startswith(ANOMALY_PREFIX):
                 machine = k[len(ANOMALY_PREFIX) :]
-                monitor = self._restore_monitor(machine, snap.get("anomaly"))
+                monitor = self._restore_monitor(machine, snap)
                 if monitor is not None:
                     self.anomaly[machine] = monitor
                 if snap.get("last_ts") is not None:
