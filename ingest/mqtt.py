@@ -49,8 +49,13 @@ from ingest.forwarder import Outcome
 from ingest.mqtt_config import FIELDS, MqttConfig, PayloadFormat, TopicMapping, TopicPattern, parse_pattern
 from ingest.validation import Sample
 from schemas.exceptions import DECODE_ERROR, INVALID_RECORD
+from schemas.log_repeats import RepeatFilter
 
 logger = logging.getLogger(__name__)
+# paho's own log: while the broker is down it logs an ERROR per reconnect attempt; each distinct line
+# passes once per 30 s (the gateway logs the outage itself).
+PAHO_LOG = logging.getLogger(f"{__name__}.paho")
+PAHO_LOG.addFilter(RepeatFilter((PAHO_LOG.name,)))
 
 __all__ = [  # the configuration models live in ingest.mqtt_config; importable from here as before
     "CONFIG",
@@ -149,7 +154,7 @@ class MqttGateway:
         if c.username:
             self.client.username_pw_set(c.username, c.password.get_secret_value() if c.password else None)
         self.client.reconnect_delay_set(c.reconnect_min_s, c.reconnect_max_s)
-        self.client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        self.client.enable_logger(PAHO_LOG)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -194,3 +195,22 @@ def test_kill_9_while_spooling_loses_nothing_after_restart(
     delivered = {(r["machine_id"], r["sensor"], r["event_time"]) for r in records}
     assert {(r["machine_id"], r["sensor"], r["event_time"]) for r in spooled} <= delivered
     assert {(s.machine_id, s.sensor, s.event_time) for s in pub.sent} == delivered, "nothing lost"
+
+
+def test_paho_repeats_its_reconnect_errors_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    """While the MQTT broker is down, paho logs an ERROR per reconnect attempt (seen in the runtime
+    audit: one a second for the whole outage); the gateway logs the outage itself, so each distinct
+    paho line passes once per 30 s."""
+    from ingest.mqtt import PAHO_LOG
+
+    caplog.set_level(logging.DEBUG, logger=PAHO_LOG.name)
+    for attempt in range(20):
+        PAHO_LOG.error("failed to receive on socket: [Errno 111] Connection refused (attempt %d)", attempt)
+    PAHO_LOG.error("a different problem")
+    PAHO_LOG.debug("Sending PINGREQ")
+    PAHO_LOG.debug("Sending PINGREQ")
+    lines = [r.getMessage() for r in caplog.records if r.name == PAHO_LOG.name]
+    assert [m for m in lines if "Connection refused" in m] == [
+        "failed to receive on socket: [Errno 111] Connection refused (attempt 0)"
+    ]
+    assert lines.count("a different problem") == 1 and lines.count("Sending PINGREQ") == 2
