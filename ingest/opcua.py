@@ -313,7 +313,7 @@ class OpcUaGateway:
             elif isinstance(ev, StatusChangeEvent):
                 status = ev.notification.Status
                 if not status.is_good():
-                    logger.warning("OPC UA subscription status %s", status)
+                    logger.warning("OPC UA subscription status %s", _status_text(status))
                     return
 
     async def _on_data(self, ev: Any) -> None:
@@ -354,6 +354,19 @@ class OpcUaGateway:
             if self.emitter.forwarder.closing:
                 return
             await asyncio.sleep(0.005)  # backpressure without blocking the event loop
+
+
+def _status_text(status: Any) -> str:
+    """``BadShutdown (The operation was cancelled ...)`` rather than ``StatusCode(value=2148270080)``."""
+    from asyncua import ua
+
+    try:
+        name, doc = ua.status_codes.get_name_and_doc(int(status.value))
+    except Exception:  # not a status code at all
+        return str(status)
+    if doc.startswith("Unknown StatusCode"):  # its number is all there is
+        return f"status code 0x{int(status.value):08X}"
+    return f"{name} ({doc.rstrip('.')})" if doc else name
 
 
 def _stale_after(sub: Any) -> float:

@@ -294,3 +294,16 @@ def test_a_node_the_server_lacks_is_logged_by_status_name_and_the_others_subscri
     assert len(lines) == 1 and "BadNodeIdUnknown" in lines[0], lines
     assert f"({missing['machine']}/{missing['sensor']})" in lines[0]
     run.wait_read(1)  # the other node's current value arrives
+
+
+def test_subscription_status_changes_are_logged_by_name() -> None:
+    """A StatusChangeNotification's code by its name and meaning (OPC UA Part 6, StatusCode table), not
+    as ``StatusCode(value=2148270080)``."""
+    from asyncua import ua
+
+    from ingest.opcua import _status_text
+
+    assert _status_text(ua.StatusCode(0x800C0000)) == (
+        "BadShutdown (The operation was cancelled because the application is shutting down)"
+    )
+    assert _status_text(ua.StatusCode(0x12345678)) == "status code 0x12345678"
