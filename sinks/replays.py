@@ -29,11 +29,14 @@ logger = logging.getLogger(__name__)
 
 ROLLED_UP_KIND = "tumbling"  # the window kind the rollups take (migration 0008)
 
-# The version-0 tumbling windows of some machines within a time range (a superset of a batch's).
+# The tumbling windows of some machines within a time range (a superset of a batch's), at any version:
+# a stored later version means version 0 was inserted (the sink writes a partition in order), and a
+# merge keeps only the highest version, so version 0 itself may be gone.
 STORED_FIRST_EMISSIONS = (
-    "SELECT machine_id, sensor, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end) "
+    "SELECT DISTINCT machine_id, sensor, toUnixTimestamp64Milli(window_start), "
+    "toUnixTimestamp64Milli(window_end) "
     "FROM window_aggregates "
-    "WHERE window_kind = {kind:String} AND version = 0 AND machine_id IN {machines:Array(String)} "
+    "WHERE window_kind = {kind:String} AND machine_id IN {machines:Array(String)} "
     "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
     "AND window_start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
 )
@@ -53,7 +56,8 @@ def _identity(row: Sequence[Any]) -> Identity | None:
 
 
 def stored_first_emissions(client: Client, rows: Sequence[Sequence[Any]]) -> set[Identity]:
-    """Identities of ``rows``' version-0 tumbling windows that window_aggregates already holds."""
+    """Identities of ``rows``' version-0 tumbling windows that window_aggregates already holds (at any
+    version)."""
     wanted = {i for i in map(_identity, rows) if i is not None}
     if not wanted:
         return set()

@@ -133,6 +133,20 @@ def test_a_window_written_again_by_another_insert_counts_once_and_rebuild_is_exa
     assert "is before --from" in capsys.readouterr().err
 
 
+def test_a_replayed_first_emission_counts_once_after_a_late_update_merged_it_away(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    """A sink killed after writing a window's version 0 and its late update (version 1), replayed after
+    a merge: the merge kept only version 1, and the replayed version 0 must still be recognised."""
+    windows = six_windows(make_window)
+    write(ch, ch_settings, windows)
+    write(ch, ch_settings, [{**windows[2], "version": 1, "count": 4, "sum": 10.0, "max": 4.0}])
+    ch.command("OPTIMIZE TABLE window_aggregates FINAL")  # the version-0 row of window 2 is gone
+    assert ch.command("SELECT count() FROM window_aggregates") == 6
+    write(ch, ch_settings, windows)  # the replay, with other deduplication tokens
+    assert hour(ch) == (6, 18, 36.0, 3.0)
+
+
 def test_rebuild_goes_a_day_at_a_time_and_a_failure_names_the_day_to_resume_from(
     ch: Any, ch_settings: ClickHouseSettings, make_window: Any
 ) -> None:
