@@ -55,6 +55,10 @@ def format_settings_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
+        if not field:  # a check of several settings together: its message names them, one per line
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.extend(f"  {line}" for line in msg.splitlines())
+            continue
         if cls is not None and field in fields:
             var = env_name(cls, field, fields[field])
         else:

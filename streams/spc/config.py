@@ -96,29 +96,30 @@ class SpcSettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> SpcSettings:
         """Settings that only fail together (phase I too short for the chart, LSL >= USL) are refused
-        when read, not by the first window of every key in a running job."""
+        when read, not by the first window of every key in a running job; every problem, one a line."""
+        problems = []
         if self.subgroup_size is not None:
-            msg = (
+            problems.append(
                 "MILLSTREAM_SPC_SUBGROUP_SIZE does not apply to the stream job: its subgroups are its "
                 "windows (one window = one subgroup of all its readings; choose the window with "
                 "MILLSTREAM_STREAM_WINDOW and chart xbar-r or xbar-s)"
             )
-            raise ValueError(msg)
         per_process = [name for name in ("target", "sigma", "lsl", "usl") if getattr(self, name) is not None]
         charted = self.charted
         if per_process and (charted is None or len(charted) != 1):
             names = ", ".join(f"MILLSTREAM_SPC_{n.upper()}" for n in per_process)
-            msg = (
+            problems.append(
                 f"{names} describe one process characteristic, but the stream job would apply them to "
                 f"{'every sensor' if charted is None else 'each of ' + ', '.join(sorted(charted))}: "
                 "set MILLSTREAM_SPC_SENSORS to the one sensor they describe"
             )
-            raise ValueError(msg)
-        try:
-            self.monitor_config()
-        except SpcConfigError as exc:
-            msg = f"MILLSTREAM_SPC_* settings: {exc}"
-            raise ValueError(msg) from exc
+        if self.subgroup_size is None:  # monitor_config() refuses it too, less clearly
+            try:
+                self.monitor_config()
+            except SpcConfigError as exc:
+                problems.append(f"MILLSTREAM_SPC_* settings: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property

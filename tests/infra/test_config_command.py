@@ -75,6 +75,15 @@ def test_a_bad_setting_fails_the_check_naming_the_variable_without_its_secret() 
     assert proc.returncode == 1 and "chdb:///absolute/path (three slashes)" in proc.stderr
 
 
+def test_settings_that_fail_together_are_each_named_on_a_line_of_their_own() -> None:
+    proc = config(MILLSTREAM_SPC_SUBGROUP_SIZE="5", MILLSTREAM_SPC_LSL="1", MILLSTREAM_SPC_SENSORS="a,b")
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert [line for line in lines if line.startswith("  MILLSTREAM_SPC_SUBGROUP_SIZE does not apply")]
+    assert [line for line in lines if line.startswith("  MILLSTREAM_SPC_LSL describe one process")]
+    assert "MILLSTREAM_SPC_=" not in proc.stderr and "{" not in proc.stderr  # no variable made up
+
+
 def test_unknown_variables_are_named_with_the_closest_setting() -> None:
     proc = config(MILLSTREAM_SIM_MACHINS="3", MILLSTREAM_NO_SUCH_THING="1")
     assert proc.returncode == 0
