@@ -35,8 +35,9 @@ class StackSettings(BaseSettings):
 
     data_dir: Path = Field(
         Path(".millstream"),
-        description="MILLSTREAM_DATA_DIR: logs, embedded ClickHouse, Prometheus TSDB (relative to the "
-        "folder a command runs in).",
+        description="MILLSTREAM_DATA_DIR: logs, embedded ClickHouse, Prometheus TSDB, local Flink "
+        "checkpoints (relative to the folder a command runs in; the Faust state and the gateway spool have "
+        "settings of their own).",
     )
     broker_port: int = Field(
         0,

@@ -36,7 +36,8 @@ class ClickHouseSettings(BaseSettings):
     database: str | None = Field(
         None,
         description="MILLSTREAM_CLICKHOUSE_DATABASE: database of the Millstream tables (created when "
-        "missing). Unset: the database named in the URL path, else 'millstream'.",
+        "missing by `millstream migrate` and by a sink that migrates at start). Unset: the database named "
+        "in the URL path, else 'millstream'.",
     )
     user: str | None = Field(
         None, description="MILLSTREAM_CLICKHOUSE_USER: server user; overrides the URL's (ignored by chdb)."
@@ -218,7 +219,9 @@ class SinkSettings(BaseSettings):
         description="MILLSTREAM_SINK_AUTO_OFFSET_RESET: where a new group starts (earliest or latest).",
     )
     auto_migrate: bool = Field(
-        True, description="MILLSTREAM_SINK_AUTO_MIGRATE: apply pending ClickHouse migrations at start."
+        True,
+        description="MILLSTREAM_SINK_AUTO_MIGRATE: apply pending ClickHouse migrations at start (false, like "
+        "--no-migrate: the database and tables must already exist, from `millstream migrate`).",
     )
     metrics_port: int | None = Field(
         None,

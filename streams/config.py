@@ -53,8 +53,9 @@ class StreamSettings(BaseSettings):
     broker_wait_s: float = Field(
         30.0,
         ge=0,
-        description="MILLSTREAM_STREAM_BROKER_WAIT_S: at start-up the Faust job waits this long for the "
-        "broker (a TCP connection to a bootstrap server), then stops with an error naming it.",
+        description="MILLSTREAM_STREAM_BROKER_WAIT_S: at start-up the stream job (run faust, run flink) "
+        "waits this long for the broker (a TCP connection to a bootstrap server), then stops with an error "
+        "naming it.",
     )
 
     @field_validator("window")
