@@ -41,6 +41,8 @@ ANOMALY_PACKED = "anomaly_z"  # its snapshot, packed (streams.anomaly.state.pack
 READING_NAMES = {"millstream.Reading", "millstream.MachineScan"}
 DEAD_LETTER_PAYLOAD_MAX = 512 * 1024  # bytes of the original value a dead letter keeps
 DEAD_LETTER_KEY_MAX = 1024  # bytes of the original key a dead letter keeps
+DEAD_LETTER_REASON_MAX = 4096  # bytes of reason text (a reason may quote a field of any size)
+ID_MAX = 1024  # bytes of plant, line, machine_id, sensor, unit: identifiers, not payloads
 
 
 def now_ms() -> int:
@@ -81,7 +83,8 @@ def dead_letter(
 ) -> dict[str, Any]:
     """A DeadLetter record (schema millstream.DeadLetter).
 
-    The original bytes are kept up to :data:`DEAD_LETTER_PAYLOAD_MAX` (key: :data:`DEAD_LETTER_KEY_MAX`):
+    The original bytes are kept up to :data:`DEAD_LETTER_PAYLOAD_MAX` (key: :data:`DEAD_LETTER_KEY_MAX`,
+    reason text: :data:`DEAD_LETTER_REASON_MAX`):
     a dead letter must fit in one produce request (Faust's default limit is 1,000,000 bytes), or the
     record that was too big to process could not be dead-lettered either and would block its partition.
     Beyond that the reason says so; topic, partition and offset still point at the whole original.
@@ -95,6 +98,11 @@ def dead_letter(
         key = key[:DEAD_LETTER_KEY_MAX]
     if cut:
         reason = f"{reason} [{'; '.join(cut)}]"
+    raw = reason.encode()
+    if len(raw) > DEAD_LETTER_REASON_MAX:  # keep its head and its tail (the notes on what was cut)
+        note = f" [... reason of {len(raw)} bytes cut here ...] "
+        head = raw[: DEAD_LETTER_REASON_MAX - 512 - len(note)].decode(errors="ignore")
+        reason = head + note + raw[-512:].decode(errors="ignore")
     return {
         "stage": stage,
         "topic": topic,
@@ -110,6 +118,10 @@ def dead_letter(
 
 def validate(reading: dict[str, Any], wall_ms: int, max_future_ms: int) -> None:
     """Raise InvalidRecord when a decoded reading cannot be aggregated."""
+    for name in ("plant", "line", "machine_id", "sensor", "unit"):
+        # its window (the reading's strings + ~110 bytes) must fit one produce request, like any output
+        if len(reading[name].encode()) > ID_MAX:
+            raise InvalidRecord(INVALID_RECORD, f"{name} is longer than {ID_MAX} bytes")
     v = reading["value"]
     if not math.isfinite(v) and reading["quality"] != "BAD":  # a BAD reading may carry no value (OPC UA)
         raise InvalidRecord(INVALID_RECORD, f"{reading['machine_id']}/{reading['sensor']}: value is {v}")

@@ -4,7 +4,8 @@ Real broker, real ``millstream run faust``. One partition, so each record's offs
 good readings of two machines sit: undecodable bytes, an empty value, a null value (tombstone), a
 value bigger than a produce request may be (its dead letter used to be refused by the producer, which
 crashed the agent on every later record of the partition), a value of another schema, a
-non-finite value, an empty machine id, a machine id holding the state-key separator, event times
+non-finite value, an empty machine id, a machine id holding the state-key separator, machine ids
+of 600 KB and 1 MB (their dead letter quoted the id in its reason; their window was too big), event times
 outside ClickHouse's DateTime64 range (year 1800, and the smallest Avro long, whose window could not
 even be encoded and used to crash the agent), an event time far ahead of the wall clock, and a reading
 too late for its window. Checked: each bad record has exactly one dead letter carrying its topic,
@@ -30,7 +31,7 @@ from confluent_kafka import Producer
 from infra.pipeline import LocalPipeline, PipelineOptions
 from infra.procs import wait_until
 from schemas.serde import Serde
-from streams.pipeline import DEAD_LETTER_PAYLOAD_MAX
+from streams.pipeline import DEAD_LETTER_PAYLOAD_MAX, DEAD_LETTER_REASON_MAX
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +82,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         ("invalid_record", enc(_reading(year_1800, 904))),
         ("invalid_record", enc(_reading(-(2**63), 905))),
         ("invalid_record", enc(_reading(int(time.time() * 1000) + 3_600_000, 906))),
+        # a 600,000-byte machine id: quoted in a reason it made a dead letter of 1.1 MB, and its window
+        # would be over the produce limit too
+        ("invalid_record", enc(_reading(t0 + 50, 907, machine="m" * 600_000, value=math.nan))),
+        ("invalid_record", enc(_reading(t0 + 60, 908, machine="m" * 999_000))),
     ]
     # Bad records first (the smallest long used to crash the agent when the next reading closed its
     # window), then the good readings, then one reading too late for its (closed, purged) window.
@@ -135,6 +140,7 @@ def test_every_bad_record_has_one_dead_letter_with_its_origin(run: dict[str, Any
             assert d["payload"] == original, offset
         assert d["reason_code"] == code, (offset, d["reason"])
         assert d["reason"].strip(), offset
+        assert len(d["reason"].encode()) <= DEAD_LETTER_REASON_MAX, offset
 
 
 def test_late_record_carries_its_offset(run: dict[str, Any]) -> None:
