@@ -85,12 +85,48 @@ def _interval(ms: int) -> str:
     return f"INTERVAL '{ms / 1000:.3f}' SECOND"
 
 
+def reading_headers() -> list[bytes]:
+    """Single-object headers (C3 01 + fingerprint) of every shipped version of the reading schemas."""
+    from schemas.registry import default_schemas
+    from schemas.serde import SINGLE_OBJECT_MAGIC
+    from streams.pipeline import READING_NAMES
+
+    return sorted(
+        SINGLE_OBJECT_MAGIC + sv.fingerprint_bytes
+        for sv in default_schemas().versions
+        if sv.name in READING_NAMES
+    )
+
+
+def _latin1(data: bytes) -> str:
+    """``data`` as a SQL string expression, one character per byte (Flink SQL has no binary SUBSTRING)."""
+    return f"DECODE(X'{data.hex()}', 'ISO-8859-1')"
+
+
+def _reading_framed(headers: list[bytes]) -> str:
+    """SQL condition: the value starts like a reading (Confluent framing: any schema id, the registry's
+    ids are unknown here)."""
+    from schemas.serde import CONFLUENT_MAGIC
+
+    value = "DECODE(`v`, 'ISO-8859-1')"
+    width = {len(h) for h in headers}
+    assert len(width) <= 1, "reading headers of one length"
+    confluent = _latin1(bytes([CONFLUENT_MAGIC]))
+    tests = [f"SUBSTRING({value} FROM 1 FOR 1) = {confluent}"]
+    if headers:
+        tests.append(
+            f"SUBSTRING({value} FROM 1 FOR {width.pop()}) IN ({', '.join(_latin1(h) for h in headers)})"
+        )
+    return " OR ".join(tests)
+
+
 def readings_table_ddl(
     kafka: KafkaSettings,
     topic: str,
     group_id: str,
     out_of_orderness_ms: int,
     stop_offsets: dict[int, int] | None = None,
+    headers: list[bytes] | None = None,
 ) -> str:
     """The readings topic as a table: key, raw value, partition, offset and the record timestamp.
 
@@ -101,7 +137,14 @@ def readings_table_ddl(
     (``LEAST(ts, CURRENT_TIMESTAMP)``): the job validates a reading after the source, so a reading
     from a device clock a day ahead would otherwise move the watermark a day ahead, and every later
     reading would be late until the wall clock caught up.
+
+    Only values framed as a reading (``headers``, default :func:`reading_headers`; or Confluent
+    framing) count for the watermark; for the rest it is NULL, which Flink's generator skips. A null,
+    empty or foreign value is stamped with its producer's clock: during a catch-up it would move the
+    watermark to the wall clock, and the rest of the backlog would go to the late topic, where the
+    Faust job (whose watermark only decoded readings move) aggregates it.
     """
+    headers = reading_headers() if headers is None else headers
     options = {
         "connector": "kafka",
         "topic": topic,
@@ -131,7 +174,9 @@ def readings_table_ddl(
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
   `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
-  WATERMARK FOR `ts` AS LEAST(`ts`, CURRENT_TIMESTAMP) - {_interval(out_of_orderness_ms + 1)}
+  WATERMARK FOR `ts` AS CASE WHEN {_reading_framed(headers)}
+    THEN LEAST(`ts`, CURRENT_TIMESTAMP) - {_interval(out_of_orderness_ms + 1)}
+    ELSE CAST(NULL AS TIMESTAMP_LTZ(3)) END
 ) WITH (
   {with_}
 )"""
