@@ -52,7 +52,7 @@ def format_settings_error(exc: ValidationError) -> str:
     cls = _settings_classes().get(exc.title)
     prefix = str(getattr(cls, "model_config", {}).get("env_prefix", "")) if cls else ""
     fields = getattr(cls, "model_fields", {})
-    lines = []
+    lines: list[str] = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
         if not field:  # a check of several settings together: its message names them, one per line
