@@ -16,7 +16,6 @@ recomputation; the dead-letter counter agrees with the records.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import urllib.request
@@ -26,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bad_input import bad_records
+from bad_input import reading as _reading
 from confluent_kafka import Producer
 
 from infra.pipeline import LocalPipeline, PipelineOptions
@@ -39,14 +40,6 @@ WINDOW_MS = 1000
 GOOD_WINDOWS = 12
 
 
-def _reading(ts: int, seq: int, machine: str = "m1", value: float | None = None) -> dict[str, Any]:
-    return {
-        "plant": "p1", "line": "l1", "machine_id": machine, "sensor": "temperature", "unit": "Cel",
-        "event_time": ts, "value": float(seq % 7) if value is None else value, "quality": "GOOD",
-        "gateway_id": "gw", "seq": seq, "lot_id": None,
-    }  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     opts = PipelineOptions(
@@ -57,36 +50,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     enc = serde.encoder("Reading", "readings")
     t0 = (int(time.time() * 1000) // WINDOW_MS) * WINDOW_MS - 120_000
     good = [_reading(t0 + i * 250, i + 1, machine=f"m{i % 2 + 1}") for i in range(GOOD_WINDOWS * 4)]
-    window_agg = serde.encode(
-        "millstream.WindowAggregate",
-        "windows",
-        {
-            "plant": "p1", "line": "l1", "machine_id": "m1", "sensor": "temperature", "unit": "Cel",
-            "window_kind": "tumbling", "window_start": t0, "window_end": t0 + WINDOW_MS, "count": 1,
-            "sum": 1.0, "mean": 1.0, "min": 1.0, "max": 1.0, "std": 0.0, "first_ts": t0, "last_ts": t0,
-            "first": 1.0, "last": 1.0, "p50": None, "p95": None, "p99": None, "slope": None, "version": 0,
-            "emitted_at": t0,
-        },
-    )  # fmt: skip
-    year_1800 = -5_364_662_400_000
-    bad: list[tuple[str, bytes | None]] = [
-        ("decode_error", b"\x07 not Avro at all"),
-        ("decode_error", b""),
-        ("decode_error", None),
-        ("decode_error", b"\x07" * 1_020_000),  # over Faust's 1,000,000-byte produce request limit
-        ("unknown_schema", window_agg),
-        ("invalid_record", enc(_reading(t0 + 10, 900, value=math.nan))),
-        ("invalid_record", enc(_reading(t0 + 20, 901, value=math.inf))),
-        ("invalid_record", enc(_reading(t0 + 30, 902, machine=""))),
-        ("invalid_record", enc(_reading(t0 + 40, 903, machine="m1\x1ftemperature"))),
-        ("invalid_record", enc(_reading(year_1800, 904))),
-        ("invalid_record", enc(_reading(-(2**63), 905))),
-        ("invalid_record", enc(_reading(int(time.time() * 1000) + 3_600_000, 906))),
-        # a 600,000-byte machine id: quoted in a reason it made a dead letter of 1.1 MB, and its window
-        # would be over the produce limit too
-        ("invalid_record", enc(_reading(t0 + 50, 907, machine="m" * 600_000, value=math.nan))),
-        ("invalid_record", enc(_reading(t0 + 60, 908, machine="m" * 999_000))),
-    ]
+    bad = bad_records(serde, t0, WINDOW_MS)
+    # a 1 MB machine id: its window would be over the produce limit
+    bad.append(("invalid_record", enc(_reading(t0 + 60, 908, machine="m" * 999_000))))
     # Bad records first (the smallest long used to crash the agent when the next reading closed its
     # window), then the good readings, then one reading too late for its (closed, purged) window.
     late = enc(_reading(t0 + 5, 999))

@@ -19,7 +19,6 @@ agree with the records.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 import urllib.request
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bad_input import bad_records
+from bad_input import reading as _reading
 from confluent_kafka import Producer
 
 from infra.pipeline import LocalPipeline, PipelineOptions
@@ -42,14 +43,6 @@ pytestmark = pytest.mark.integration
 
 WINDOW_MS = 1000
 HALF = 24  # good readings per half of the backlog (4 a window, two machines alternating)
-
-
-def _reading(ts: int, seq: int, machine: str = "m1", value: float | None = None) -> dict[str, Any]:
-    return {
-        "plant": "p1", "line": "l1", "machine_id": machine, "sensor": "temperature", "unit": "Cel",
-        "event_time": ts, "value": float(seq % 7) if value is None else value, "quality": "GOOD",
-        "gateway_id": "gw", "seq": seq, "lot_id": None,
-    }  # fmt: skip
 
 
 def _get(url: str) -> Any:
@@ -69,35 +62,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     enc = serde.encoder("Reading", "readings")
     t0 = (int(time.time() * 1000) // WINDOW_MS) * WINDOW_MS - 120_000
     good = [_reading(t0 + i * 250, i + 1, machine=f"m{i % 2 + 1}") for i in range(2 * HALF)]
-    window_agg = serde.encode(
-        "millstream.WindowAggregate",
-        "windows",
-        {
-            "plant": "p1", "line": "l1", "machine_id": "m1", "sensor": "temperature", "unit": "Cel",
-            "window_kind": "tumbling", "window_start": t0, "window_end": t0 + WINDOW_MS, "count": 1,
-            "sum": 1.0, "mean": 1.0, "min": 1.0, "max": 1.0, "std": 0.0, "first_ts": t0, "last_ts": t0,
-            "first": 1.0, "last": 1.0, "p50": None, "p95": None, "p99": None, "slope": None, "version": 0,
-            "emitted_at": t0,
-        },
-    )  # fmt: skip
     # (reason code, value, Kafka timestamp: None = the producer's clock). The readings are stamped
     # inside the backlog: a reading stamped with its producer's clock still moves Flink's watermark (the
     # source cannot decode a value to validate it), which gateways must not do.
     bad: list[tuple[str, bytes | None, int | None]] = [
-        ("decode_error", b"\x07 not Avro at all", None),
-        ("decode_error", b"", None),
-        ("decode_error", None, None),
-        ("decode_error", b"\x07" * 1_020_000, None),  # its dead letter keeps DEAD_LETTER_PAYLOAD_MAX bytes
-        ("unknown_schema", window_agg, None),
-        ("invalid_record", enc(_reading(t0 + 10, 900, value=math.nan)), t0),
-        ("invalid_record", enc(_reading(t0 + 20, 901, value=math.inf)), t0),
-        ("invalid_record", enc(_reading(t0 + 30, 902, machine="")), t0),
-        ("invalid_record", enc(_reading(t0 + 40, 903, machine="m1\x1ftemperature")), t0),
-        ("invalid_record", enc(_reading(-5_364_662_400_000, 904)), t0),  # year 1800
-        ("invalid_record", enc(_reading(-(2**63), 905)), t0),
-        ("invalid_record", enc(_reading(int(time.time() * 1000) + 3_600_000, 906)), t0),
-        # its dead letter once quoted the id in its reason: over the sink's max.request.size (1 MiB)
-        ("invalid_record", enc(_reading(t0 + 50, 907, machine="x" * 600_000, value=math.nan)), t0),
+        (code, value, None if code in ("decode_error", "unknown_schema") else t0)
+        for code, value in bad_records(serde, t0, WINDOW_MS)
     ]
     late = enc(_reading(t0 + 5, 999))
     pipe = LocalPipeline(opts)
