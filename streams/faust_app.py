@@ -14,7 +14,11 @@
   the changelog; a consumer that skipped a record, which we have seen at start-up), the records in
   between are read from Kafka directly and processed first.
 * Delivery: at-least-once to the output topics; a window re-emitted after a crash carries the same
-  identity and version, and ClickHouse's ReplacingMergeTree keeps one row.
+  identity and version, and ClickHouse's ReplacingMergeTree keeps one row. The outputs of a record
+  are acknowledged by the brokers before the state that records them is written (else a crash could
+  keep the state and lose the outputs: the record would then be skipped as already seen). When a
+  delivery fails, the partition's processor is dropped and restored from the state last written,
+  and the record is read again from Kafka (catch-up), which makes its outputs again.
 """
 
 from __future__ import annotations
@@ -154,16 +158,24 @@ def create_app(
     positions: dict[int, int] = {}
 
     async def publish(out: Outputs) -> None:
+        """Send the outputs and wait until the brokers have them all (acks=all).
+
+        The state written next says these outputs were made; on a cluster the output partitions and
+        the changelog partition have different leaders, so without the wait a crash could leave the
+        state in the changelog and lose the outputs, which a restart would then not make again."""
+        sent: list[Any] = []
         for w in out.windows:
-            await windows_topic.send(key=w["machine_id"].encode(), value=enc_window(w))
+            sent.append(await windows_topic.send(key=w["machine_id"].encode(), value=enc_window(w)))
         for d in out.dead_letters:
-            await dlq_topic.send(key=d["key"], value=enc_dlq(d))
+            sent.append(await dlq_topic.send(key=d["key"], value=enc_dlq(d)))
         for d in out.late:
-            await late_topic.send(key=d["key"], value=enc_late(d))
+            sent.append(await late_topic.send(key=d["key"], value=enc_late(d)))
         for sig in out.spc_signals:
-            await spc_topic.send(key=sig["machine_id"].encode(), value=enc_spc(sig))
+            sent.append(await spc_topic.send(key=sig["machine_id"].encode(), value=enc_spc(sig)))
         for a in out.anomalies:
-            await anomaly_topic.send(key=a["machine_id"].encode(), value=enc_anomaly(a))
+            sent.append(await anomaly_topic.send(key=a["machine_id"].encode(), value=enc_anomaly(a)))
+        if sent:  # one wait per batch: windows close together when the watermark passes their end
+            await asyncio.gather(*sent)
 
     def processor_for(partition: int) -> tuple[PartitionProcessor, Outputs]:
         proc = processors.get(partition)
@@ -229,12 +241,33 @@ def create_app(
             value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
             put(proc.partition, (prefix + k).encode(), value)
 
+    # One record (or one idle tick) at a time from handling to its state write: the timer must not
+    # write a state whose outputs are still waiting for the brokers (a crash would lose them).
+    step = asyncio.Lock()
+
     async def handle(proc: PartitionProcessor, value: bytes | None, offset: int, key: bytes | None) -> None:
-        last_wm = proc.op.watermark
-        out = proc.handle(value, offset, key)
-        await publish(out)
-        positions[proc.partition] = offset + 1
-        persist(proc, last_wm, offset)
+        async with step:
+            last_wm = proc.op.watermark
+            out = proc.handle(value, offset, key)
+            try:
+                await publish(out)
+            except Exception:
+                undelivered(proc)
+                raise
+            positions[proc.partition] = offset + 1
+            persist(proc, last_wm, offset)
+
+    def undelivered(proc: PartitionProcessor) -> None:
+        """Outputs the brokers did not take: the processor's memory already counts the record that
+        made them, so it is dropped. The next record restores the state last written (before that
+        record) and reads the record from Kafka again (catch-up), which makes the outputs again."""
+        logger.error(
+            "partition %s: outputs not delivered; the partition resumes from its last written state",
+            proc.partition,
+        )
+        if processors.get(proc.partition) is proc:
+            del processors[proc.partition]
+            positions.pop(proc.partition, None)
 
     async def catch_up(proc: PartitionProcessor, start: int, end: int) -> None:
         """Process input offsets [start, end) read from Kafka directly (see the module docstring)."""
@@ -298,9 +331,15 @@ def create_app(
     async def tick() -> None:
         wall = now_ms()
         for proc in list(processors.values()):
-            last_wm = proc.op.watermark
-            await publish(proc.on_idle(wall))
-            persist(proc, last_wm, None)
+            async with step:
+                last_wm = proc.op.watermark
+                try:
+                    await publish(proc.on_idle(wall))
+                except Exception:  # noqa: BLE001 - logged; the next record restores the partition
+                    undelivered(proc)
+                    logger.exception("partition %s: idle window close", proc.partition)
+                    continue
+                persist(proc, last_wm, None)
         started = [p.op.watermark for p in processors.values() if p.op.watermark > 0]
         if started:  # the slowest partition is the job's watermark
             WATERMARK.labels(STAGE).set(min(started))

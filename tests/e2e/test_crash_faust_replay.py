@@ -107,10 +107,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             batch = batches.pop(0)
             send(batch)
             sent += batch
-            # Frozen as soon as the batch is being handled: its first windows are out, its offsets are
-            # most likely not committed yet.
+            # Frozen as soon as the batch is being handled: its first windows are out (so the state of
+            # the records that closed the first ones is written: a record's state follows its
+            # outputs), its offsets are most likely not committed yet.
             first_new = len(sent) // PER_WINDOW - len(batch) // PER_WINDOW
-            wait_until(lambda: windows_out(first_new), 300, "the batch's first windows", 0.02)
+            wait_until(lambda: windows_out(first_new + 2), 300, "the batch's first windows", 0.02)
             worker.signal(signal.SIGSTOP)
             time.sleep(0.5)  # requests already on their way arrive
             mark, done = _changelog_mark(pipe), committed()
