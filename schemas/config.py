@@ -5,7 +5,9 @@ Each field is read from the environment variable named in its description (``MIL
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+import ssl
+
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MODEL = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore")
@@ -50,6 +52,12 @@ class KafkaSettings(BaseSettings):
     kafka_password: SecretStr | None = Field(
         None, description="MILLSTREAM_KAFKA_PASSWORD: SASL password (secret)."
     )
+    kafka_ssl_ca_file: FilePath | None = Field(
+        None,
+        description="MILLSTREAM_KAFKA_SSL_CA_FILE: PEM file of the CA that signed the brokers' certificates "
+        "(Strimzi: ca.crt of the <cluster>-cluster-ca-cert Secret), for SSL and SASL_SSL. Unset: the "
+        "system's trusted CAs.",
+    )
     kafka_session_timeout_ms: int = Field(
         6000,
         ge=1000,
@@ -85,7 +93,21 @@ class KafkaSettings(BaseSettings):
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
             conf["sasl.username"] = self.kafka_username or ""
             conf["sasl.password"] = self.kafka_password.get_secret_value() if self.kafka_password else ""
+        if self.tls and self.kafka_ssl_ca_file is not None:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
         return conf
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is encrypted (SSL or SASL_SSL)."""
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of Python (asyncio) clients: None without TLS."""
+        if not self.tls:
+            return None
+        cafile = str(self.kafka_ssl_ca_file) if self.kafka_ssl_ca_file is not None else None
+        return ssl.create_default_context(cafile=cafile)
 
 
 class TopicSettings(BaseSettings):

@@ -35,5 +35,12 @@ class DecodeError(MillstreamError):
         self.reason = reason
 
 
+class RegistryUnavailableError(MillstreamError):
+    """The schema registry could not be asked for a writer schema (unreachable, timeout, 5xx).
+
+    Not a :class:`DecodeError`: the record is fine and must be read again once the registry answers,
+    not dead-lettered."""
+
+
 class EncodeError(MillstreamError):
     """A record does not match the schema it is written with."""

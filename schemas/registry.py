@@ -15,6 +15,7 @@ from typing import Any
 
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
+from fastavro.validation import validate
 
 from schemas.exceptions import SchemaError
 
@@ -34,6 +35,52 @@ def strip_logical_types(schema: Any) -> Any:
     if isinstance(schema, list):
         return [strip_logical_types(s) for s in schema]
     return schema
+
+
+PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def union_default_problems(schema: Any, path: str = "") -> list[str]:
+    """Fields whose union type has a default that is not a value of the union's *first* branch.
+
+    The specification requires it and Java's parser and Confluent Schema Registry refuse such a
+    schema, but fastavro accepts a default of any branch and fills it in when reading old data.
+    Only primitive first branches are checked (nothing else is written as a union default here).
+    """
+    problems: list[str] = []
+    if isinstance(schema, list):
+        for branch in schema:
+            problems += union_default_problems(branch, path)
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in ("record", "error"):
+            for f in schema.get("fields", []):
+                where = f"{path}.{f['name']}" if path else str(f["name"])
+                t = f["type"]
+                if isinstance(t, list) and t and "default" in f and not _default_fits(f["default"], t[0]):
+                    default, first = json.dumps(f["default"]), json.dumps(t[0])
+                    problems.append(
+                        f"field {where}: default {default} is not a value of {first}, the first type of its "
+                        "union (a union's default must match its first type)"
+                    )
+                problems += union_default_problems(t, where)
+        elif kind == "array":
+            problems += union_default_problems(schema.get("items"), path)
+        elif kind == "map":
+            problems += union_default_problems(schema.get("values"), path)
+        elif isinstance(kind, (dict, list)):
+            problems += union_default_problems(kind, path)
+    return problems
+
+
+def _default_fits(value: Any, first: Any) -> bool:
+    if isinstance(first, dict) and first.get("type") in PRIMITIVES:  # {"type": "long", "logicalType": ...}
+        first = first["type"]
+    if first not in PRIMITIVES:
+        return True  # named or complex first types are not checked
+    if first == "bytes":  # JSON has no bytes: a bytes default is a string
+        return isinstance(value, str)
+    return bool(validate(value, first, raise_errors=False))
 
 
 @dataclass(frozen=True)
@@ -69,6 +116,10 @@ def load_schema_file(path: Path) -> SchemaVersion:
         raise SchemaError(msg) from exc
     if not isinstance(raw, dict) or raw.get("type") != "record":
         msg = f"{path}: a Millstream schema file must hold one Avro record"
+        raise SchemaError(msg)
+    problems = union_default_problems(raw)
+    if problems:
+        msg = f"{path}: not a valid Avro schema: {'; '.join(problems)}"
         raise SchemaError(msg)
     name = raw.get("name", "")
     if raw.get("namespace") and "." not in name:

@@ -24,7 +24,14 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas.config import SerdeSettings
-from schemas.exceptions import DECODE_ERROR, UNKNOWN_SCHEMA, ConfigError, DecodeError, EncodeError
+from schemas.exceptions import (
+    DECODE_ERROR,
+    UNKNOWN_SCHEMA,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    RegistryUnavailableError,
+)
 from schemas.registry import SchemaSet, SchemaVersion, default_schemas, strip_logical_types
 
 logger = logging.getLogger(__name__)
@@ -91,7 +98,8 @@ class Serde:
 
     # ------------------------------------------------------------------ decoding
     def decode(self, data: bytes | None) -> Decoded:
-        """Decode bytes in either wire format. Raises :class:`DecodeError` with a stable code."""
+        """Decode bytes in either wire format. Raises :class:`DecodeError` with a stable code, or
+        :class:`RegistryUnavailableError` when the registry cannot be asked for the writer schema."""
         if not data:
             raise DecodeError(DECODE_ERROR, "empty message value")
         if data[:2] == SINGLE_OBJECT_MAGIC:
@@ -136,10 +144,11 @@ class Serde:
     def event_time(self, data: bytes | None) -> int | None:
         """The record's ``event_time`` (epoch ms) read from the encoded bytes without decoding the rest.
 
-        For records whose fields before ``event_time`` are all strings (``Reading``, ``MachineScan``,
-        ``AnomalyEvent``): a producer sets it as the Kafka record timestamp, so a reading forwarded
-        late (from a gateway's spool) keeps its event time. None for any other record or for bytes
-        this cannot read (they are not dropped here; the stream job dead-letters them)."""
+        A producer sets it as the Kafka record timestamp, so a reading forwarded late (from a gateway's
+        spool) keeps its event time. Read in place when the fields before ``event_time`` are all strings
+        (``Reading``, ``MachineScan``, ``AnomalyEvent``), else by decoding the record (a later version
+        may add a field before it). None for a record without one or for bytes this cannot read (they
+        are not dropped here; the stream job dead-letters them)."""
         if not data:
             return None
         try:
@@ -151,7 +160,7 @@ class Serde:
                 body = 5
             else:
                 return None
-        except DecodeError:
+        except (DecodeError, RegistryUnavailableError):
             return None
         if entry is None:
             return None
@@ -160,7 +169,11 @@ class Serde:
         if strings == -1:
             strings = self._time_offsets[id(writer)] = _strings_before_event_time(writer)
         if strings is None:
-            return None
+            try:
+                value = self.decode(data).record.get("event_time")
+            except (DecodeError, RegistryUnavailableError):
+                return None
+            return value if isinstance(value, int) else None
         try:
             pos = body
             for _ in range(strings):
@@ -200,7 +213,13 @@ class Serde:
             schema = self._registry.get_schema(schema_id)
             raw = json.loads(schema.schema_str)
         except Exception as exc:
-            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id}: {exc}") from exc
+            # Only the registry saying it has no such id makes the record undecodable; any other
+            # failure (unreachable, timeout, 5xx) is temporary: the caller must stop and read the
+            # record again later, not dead-letter it.
+            if getattr(exc, "http_status_code", None) == 404:
+                raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id}: {exc}") from exc
+            msg = f"schema registry cannot be asked for schema id {schema_id}: {exc}"
+            raise RegistryUnavailableError(msg) from exc
         name = raw.get("name", "")
         if raw.get("namespace") and "." not in name:
             name = f"{raw['namespace']}.{name}"

@@ -84,18 +84,14 @@ def _broker_url(kafka: KafkaSettings) -> str:
 
 def _credentials(kafka: KafkaSettings) -> Any:
     if kafka.kafka_security_protocol.startswith("SASL"):
-        import ssl
-
         return faust.SASLCredentials(
             username=kafka.kafka_username,
             password=kafka.kafka_password.get_secret_value() if kafka.kafka_password else None,
             mechanism=kafka.kafka_sasl_mechanism,
-            ssl_context=ssl.create_default_context() if kafka.kafka_security_protocol == "SASL_SSL" else None,
+            ssl_context=kafka.ssl_context(),
         )
     if kafka.kafka_security_protocol == "SSL":
-        import ssl
-
-        return faust.SSLCredentials(ssl.create_default_context())
+        return faust.SSLCredentials(kafka.ssl_context())
     return None
 
 

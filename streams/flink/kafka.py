@@ -31,12 +31,19 @@ def java_properties(kafka: KafkaSettings) -> dict[str, str]:
     props = {"security.protocol": kafka.kafka_security_protocol}
     if kafka.kafka_security_protocol.startswith("SASL"):
         module = JAAS.get(kafka.kafka_sasl_mechanism.upper(), JAAS["SCRAM-SHA-512"])
-        user = (kafka.kafka_username or "").replace('"', '\\"')
-        password = kafka.kafka_password.get_secret_value() if kafka.kafka_password else ""
-        password = password.replace('"', '\\"')
+        user = _jaas_quote(kafka.kafka_username or "")
+        password = _jaas_quote(kafka.kafka_password.get_secret_value() if kafka.kafka_password else "")
         props["sasl.mechanism"] = kafka.kafka_sasl_mechanism
         props["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    if kafka.tls and kafka.kafka_ssl_ca_file is not None:
+        props["ssl.truststore.type"] = "PEM"
+        props["ssl.truststore.location"] = str(kafka.kafka_ssl_ca_file)
     return props
+
+
+def _jaas_quote(value: str) -> str:
+    """``value`` for a double-quoted JAAS option: the Java parser takes a backslash as an escape."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _jvm() -> Any:

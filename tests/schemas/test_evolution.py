@@ -16,7 +16,7 @@ import pytest
 
 import infra.cli
 from schemas.config import SerdeSettings
-from schemas.exceptions import DecodeError
+from schemas.exceptions import DecodeError, SchemaError
 from schemas.registry import SCHEMA_DIR, SchemaSet
 from schemas.serde import Serde
 
@@ -159,3 +159,54 @@ def test_check_is_transitive(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFix
     assert "OK            millstream.Reading v2 reads data written by v1" in out
     assert "OK            millstream.Reading v3 reads data written by v2" in out
     assert "INCOMPATIBLE  millstream.Reading v3 cannot read data written by v1:" in out
+
+
+def zone_with_default_of_second_branch(schema: dict[str, Any]) -> None:
+    schema["fields"].append({"name": "zone", "type": ["null", "string"], "default": "unassigned"})
+
+
+def test_check_rejects_union_default_of_a_later_branch(
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # fastavro would fill "unassigned" in for v1 data; Java's parser and Schema Registry refuse the schema.
+    directory = schema_dir(tmp_path, v2_of(zone_with_default_of_second_branch))
+    assert cli(["schemas", "check", "--dir", str(directory)]) == 1
+    err = capsys.readouterr().err
+    assert 'field zone: default "unassigned" is not a value of "null", the first type of its union' in err
+    with pytest.raises(SchemaError, match="reading.v2.avsc: not a valid Avro schema"):
+        SchemaSet(directory)
+
+
+def test_union_defaults_of_the_first_branch_are_accepted(tmp_path: Path) -> None:
+    def first_branches(schema: dict[str, Any]) -> None:
+        millis = {"type": "long", "logicalType": "timestamp-millis"}
+        schema["fields"] += [
+            {"name": "zone", "type": ["string", "null"], "default": "unassigned"},
+            {"name": "tag", "type": ["bytes", "null"], "default": "\u00ff"},
+            {"name": "at", "type": [millis, "null"], "default": 1},
+        ]
+
+    SchemaSet(schema_dir(tmp_path, v2_of(first_branches)))
+
+
+def test_event_time_of_a_version_with_a_field_before_it(tmp_path: Path) -> None:
+    # The gateway stamps each message with its event time (the Flink job's watermarks read it), also
+    # when a new version puts a non-string field before event_time.
+    def zone_id_first(schema: dict[str, Any]) -> None:
+        schema["fields"].insert(3, {"name": "zone_id", "type": "int", "default": 0})
+
+    serde = Serde(NO_REGISTRY, SchemaSet(schema_dir(tmp_path, v2_of(zone_id_first))))
+    data = serde.encode("Reading", "readings", {**READING, "zone_id": 4})
+    assert serde.event_time(data) == READING["event_time"]
+    shipped = Serde(NO_REGISTRY)
+    assert shipped.event_time(shipped.encode("WindowAggregate", "windows", window())) is None
+
+
+def window() -> dict[str, Any]:
+    texts = ("plant", "line", "machine_id", "sensor", "unit", "window_kind")
+    record: dict[str, Any] = {
+        f["name"]: 0 for f in json.loads((SCHEMA_DIR / "window_aggregate.v1.avsc").read_text())["fields"]
+    }
+    record.update({k: "x" for k in texts})
+    record.update({k: 1.0 for k in ("sum", "mean", "min", "max", "std", "first", "last")})
+    return record | {k: None for k in ("p50", "p95", "p99", "slope")}
