@@ -208,6 +208,7 @@ def spc_signal_row(r: dict[str, Any]) -> list[Any]:
         _opt_ts(r, "window_start"),
         _opt_ts(r, "window_end"),
         _ts(r, "emitted_at"),
+        _opt_ts(r, "window_start") or 0,  # point_start: part of the identity (migration 0012)
     ]
 
 
@@ -311,6 +312,7 @@ SPC_SIGNALS = TableSpec(
         "window_start",
         "window_end",
         "emitted_at",
+        "point_start",
     ),
     spc_signal_row,
 )

@@ -180,7 +180,7 @@ def plant_data(now_ms: int, hours: int = 3, machines: int = 4, seed: int = 11) -
     data.anomalies = _anomalies(ids, shift_from, end)
     data.dead_letters = _dead_letters(end)
     data.machines_csv = _machines_csv(ids)
-    data.alerts_payload = alert_payload(end)
+    data.alerts_payload = alert_payload(end, fired_before=True)
     return data
 
 
@@ -275,9 +275,11 @@ def _rfc3339(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def alert_payload(end: int) -> bytes:
+def alert_payload(end: int, fired_before: bool = False) -> bytes:
     """An Alertmanager webhook notification in format version 4, as documented at
-    https://prometheus.io/docs/alerting/latest/configuration/#webhook_config (fields and layout)."""
+    https://prometheus.io/docs/alerting/latest/configuration/#webhook_config (fields and layout).
+    ``fired_before``: MillstreamSinkLagging also fired and resolved two hours earlier (the same
+    alert, so the same fingerprint, with another startsAt)."""
     alerts = [
         {
             "status": "firing",
@@ -298,6 +300,9 @@ def alert_payload(end: int) -> bytes:
             "fingerprint": "9b1d7e2f00c4a6b3",
         },
     ]
+    if fired_before:
+        alerts.append({**alerts[0], "status": "resolved", "startsAt": _rfc3339(end - 130 * MINUTE),
+                       "endsAt": _rfc3339(end - 120 * MINUTE)})  # fmt: skip
     payload = {
         "version": "4",
         "groupKey": '{}:{job="millstream"}',

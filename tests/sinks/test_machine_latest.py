@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sink_data import anomaly
+
 from sinks.clickhouse import connect
 from sinks.config import ClickHouseSettings
 from sinks.migrations import default_directory, default_views_directory, migrate
-from sinks.tables import WINDOW_AGGREGATES, Source
+from sinks.tables import ANOMALIES, WINDOW_AGGREGATES, Source
 from sinks.writer import BatchWriter
 
 _offsets = itertools.count(1)
@@ -123,3 +125,34 @@ def test_the_migration_backfills_windows_written_before_it(
         assert latest(client) == expected([r for b in batches for r in b], now)
     finally:
         client.close()
+
+
+def test_an_incident_whose_close_was_lost_is_not_open_once_a_later_one_started(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    """A machine has one anomaly incident open at a time. When the anomaly state starts over (a switch
+    of engine, a new app id) an open incident never gets its close event; the machine's next incident
+    shows that it ended. Only an incident that is the machine's latest and has no close is open."""
+    now = int(time.time() * 1000) // MINUTE * MINUTE
+    lost, later, current = now - 180 * MINUTE, now - 120 * MINUTE, now - 10 * MINUTE
+    events = [
+        anomaly(machine_id="m1", state="open", started_at=lost, event_time=lost),  # close lost
+        anomaly(machine_id="m1", state="open", started_at=later, event_time=later),
+        anomaly(machine_id="m1", state="close", started_at=later, event_time=later + 10 * MINUTE),
+        anomaly(machine_id="m2", state="open", started_at=current, event_time=current),  # open now
+    ]
+    w = BatchWriter(ch, ch_settings, sleep=lambda _: None)
+    for e in events:
+        offset = next(_offsets)
+        assert w.add(ANOMALIES, e, Source("anomalies", 0, offset, None, b"%d" % offset))
+    w.flush()
+    write(ch, ch_settings, [make_window(machine_id=m, window_start=now - 2 * MINUTE) for m in ("m1", "m2")])
+
+    ranked = ch.query(
+        "SELECT machine_id, toUnixTimestamp64Milli(started_at), is_open, ended_at IS NULL, duration_s "
+        "FROM v_anomalies_ranked WHERE machine_id = 'm1' ORDER BY started_at"
+    ).result_rows
+    assert [tuple(r) for r in ranked] == [("m1", lost, 0, 1, 3600), ("m1", later, 0, 0, 600)]
+    assert ch.command("SELECT is_open FROM v_anomalies_ranked WHERE machine_id = 'm2'") == 1
+    flags = ch.query("SELECT machine_id, anomaly_open FROM v_machine_latest ORDER BY machine_id").result_rows
+    assert [tuple(r) for r in flags] == [("m1", 0), ("m2", 1)]

@@ -152,9 +152,10 @@ def test_bad_migration_folders_are_refused(tmp_path: Path, files: dict[str, str]
         load_migrations(tmp_path)
 
 
-# ALTER statements that are idempotent by nature, without IF [NOT] EXISTS: setting a table setting
-# or a column's type and codec to the same value again changes nothing.
-IDEMPOTENT_ALTERS = (" MODIFY SETTING ", " MODIFY COLUMN ")
+# ALTER statements that are idempotent by nature, without IF [NOT] EXISTS: setting a table setting,
+# a column's type and codec or the sorting key to the same value again changes nothing (a sorting key
+# may only grow by a column the same ALTER adds: ADD COLUMN IF NOT EXISTS, test_alter_forms_repeat).
+IDEMPOTENT_ALTERS = (" MODIFY SETTING ", " MODIFY COLUMN ", " MODIFY ORDER BY ")
 # Backfills of tables of argMax / max states: inserting the same rows again changes no result.
 IDEMPOTENT_INSERTS = (" INSERT INTO WINDOW_LATEST ",)
 
@@ -172,6 +173,15 @@ def test_shipped_migrations_are_idempotent_statements() -> None:
     # View files are re-applied whenever they change: only CREATE OR REPLACE VIEW.
     for vf in load_views():
         assert vf.views and all(s.upper().startswith("CREATE OR REPLACE VIEW") for s in vf.statements)
+
+
+def test_alter_forms_repeat(ch: Any) -> None:
+    """Every ALTER of the shipped migrations runs a second time without error (an interrupted
+    migration is applied again whole)."""
+    for mig in load_migrations():
+        for statement in mig.statements:
+            if statement.lstrip().upper().startswith("ALTER TABLE"):
+                ch.command(statement)
 
 
 def test_view_files_are_reapplied_when_changed_or_dropped(ch: Any, tmp_path: Path) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections import Counter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from sink_data import T0
 
 from infra.cli import main
@@ -57,6 +59,27 @@ def test_version_zero_tumbling_windows_roll_up_through_minute_hour_and_day(
     write(ch, ch_settings, windows + hopping)
     expected = (6, 18, 36.0, 3.0)  # hopping windows overlap: left out
     assert hour(ch, "v_rollup_1m") == hour(ch, "v_rollup_1h") == hour(ch, "v_rollup_1d") == expected
+
+
+def test_days_of_a_plant_time_zone_merge_its_hours_daylight_saving_included(
+    ch: Any, ch_settings: ClickHouseSettings, make_window: Any
+) -> None:
+    """v_rollup_1d's days are UTC days; v_rollup_1d_p(tz) gives the plant's own days."""
+    start = int(dt.datetime(2026, 3, 28, 20, tzinfo=dt.UTC).timestamp() * 1000)
+    hourly = [make_window(window_start=start + h * 3_600_000, max=float(h)) for h in range(30)]
+    write(ch, ch_settings, hourly)  # one window per UTC hour, 2026-03-28 20:00 .. 03-30 01:00
+    berlin = ZoneInfo("Europe/Berlin")  # CET -> CEST on 2026-03-29: a local day of 23 hours
+    days = Counter(dt.datetime.fromtimestamp(w["window_start"] / 1000, berlin).date() for w in hourly)
+    assert days[dt.date(2026, 3, 29)] == 23
+    local = "SELECT bucket, windows, count, max FROM v_rollup_1d_p(tz = {tz:String}) ORDER BY bucket"
+    got = ch.query(local, parameters={"tz": "Europe/Berlin"}).result_rows
+    assert [(d, n) for d, n, _, _ in got] == sorted(days.items())
+    assert [c for _, _, c, _ in got] == [3 * days[d] for d, _, _, _ in got]
+    assert got[-1][3] == 29.0  # the last window (03-30 01:00 UTC) is on 03-30 in Berlin
+    utc_days = "SELECT bucket, windows, count, max FROM v_rollup_1d ORDER BY bucket"
+    assert ch.query(local, parameters={"tz": "UTC"}).result_rows == ch.query(utc_days).result_rows
+    with pytest.raises(DatabaseError, match="not a whole number of hours"):
+        ch.query(local, parameters={"tz": "Asia/Kolkata"})
 
 
 def test_late_updates_do_not_change_rollups_but_change_the_final_windows(

@@ -57,7 +57,7 @@ def signals_and_anomalies(n: int, emitted_at: int = 0) -> tuple[list[dict[str, A
     return sigs, events
 
 
-SPC_KEY = "machine_id, sensor, chart, rule, point_index"
+SPC_KEY = "machine_id, sensor, chart, rule, point_index, point_start"
 ANOMALY_KEY = "machine_id, sensor, started_at, state"
 
 

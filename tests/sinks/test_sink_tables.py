@@ -27,7 +27,7 @@ _offsets = itertools.count(1)
 # (table, engine prefix, sorting key, partition key) as docs/clickhouse.md describes them.
 DESIGN = [
     ("readings", "ReplacingMergeTree", "machine_id, sensor, event_time", "toDate(event_time)"),
-    ("spc_signals", "ReplacingMergeTree", "machine_id, sensor, chart, rule, point_index", ""),
+    ("spc_signals", "ReplacingMergeTree", "machine_id, sensor, chart, rule, point_index, point_start", ""),
     ("anomalies", "ReplacingMergeTree", "machine_id, sensor, started_at, state", "toYYYYMM(started_at)"),
     ("alerts", "ReplacingMergeTree(received_at)", "fingerprint, starts_at, status", "toYYYYMM(starts_at)"),
     ("machines", "ReplacingMergeTree(loaded_at)", "machine_id, sensor", ""),
@@ -149,6 +149,34 @@ def _write(ch: Any, settings: ClickHouseSettings, spec: Any, records: list[dict[
     for r in records:
         assert w.add(spec, r, _src(spec.name)), r
     w.flush()
+
+
+def test_an_spc_monitor_that_starts_over_does_not_replace_older_signals(
+    ch: Any, ch_settings: ClickHouseSettings
+) -> None:
+    """point_index counts from 1 again when a key's SPC monitor starts over (a new app id, a switch of
+    engine): a later signal of an old number is another signal. A replayed signal still collapses."""
+    minute, month = 60_000, 31 * 86_400_000
+
+    def signal(point: int, start: int, **kw: Any) -> dict[str, Any]:
+        end = start + minute
+        return spc_signal(point_index=point, window_start=start, window_end=end, emitted_at=end + 500, **kw)
+
+    january = [signal(30, T0 + 30 * minute), signal(31, T0 + 31 * minute)]
+    _write(ch, ch_settings, SPC_SIGNALS, january)
+    again = signal(30, T0 + month + 30 * minute, value=90.0)  # the monitor's new point 30, a month later
+    replayed = {**january[1], "emitted_at": january[1]["emitted_at"] + 5_000}
+    _write(ch, ch_settings, SPC_SIGNALS, [again, replayed])
+    ch.command("OPTIMIZE TABLE spc_signals FINAL")
+    got = ch.query(
+        "SELECT point_index, toUnixTimestamp64Milli(window_start), value FROM spc_signals "
+        "ORDER BY window_start"
+    ).result_rows
+    assert [tuple(r) for r in got] == [
+        (30, T0 + 30 * minute, 75.5),
+        (31, T0 + 31 * minute, 75.5),
+        (30, T0 + month + 30 * minute, 90.0),
+    ]
 
 
 def _pairs(ch: Any, table: str) -> list[tuple[str, str]]:

@@ -44,14 +44,16 @@ LEFT JOIN
 ) AS m ON l.machine_id = m.machine_id AND l.sensor = m.sensor
 LEFT JOIN
 (
-    SELECT machine_id, sensor, uniqExact(chart, rule, point_index) AS signals
+    SELECT machine_id, sensor, uniqExact(chart, rule, point_index, point_start) AS signals
     FROM spc_signals
     WHERE coalesce(window_end, emitted_at) >= now64(3) - INTERVAL 24 HOUR
     GROUP BY machine_id, sensor
 ) AS s ON l.machine_id = s.machine_id AND l.sensor = s.sensor
 LEFT JOIN
 (
-    SELECT machine_id, countIf(closes = 0) AS open_anomalies
+    -- A machine has one incident open at a time: it is open while its latest incident has no close
+    -- (an older one without a close lost it when the anomaly state started over).
+    SELECT machine_id, toUInt64(argMax(closes, started_at) = 0) AS open_anomalies
     FROM
     (
         SELECT machine_id, sensor, started_at, countIf(state = 'close') AS closes
