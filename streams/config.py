@@ -19,7 +19,8 @@ class StreamSettings(BaseSettings):
     window: str = Field(
         "tumbling:10s",
         description="MILLSTREAM_STREAM_WINDOW: window spec, e.g. tumbling:10s, hopping:60s/10s, sliding:10s, "
-        "session:30s.",
+        "session:30s. The ClickHouse rollups, the dashboards' variables and v_data_gaps read tumbling "
+        "windows only: with another kind they stay empty (docs/clickhouse.md).",
     )
     out_of_orderness_ms: int = Field(
         2000, ge=0, description="MILLSTREAM_STREAM_OUT_OF_ORDERNESS_MS: watermark = max event time - this."
