@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 _TABLES_HERE = "SELECT count() FROM system.tables WHERE database = currentDatabase()"
 
+
 def register(subparsers: Any) -> None:
     sink = subparsers.add_parser(
         "sink",

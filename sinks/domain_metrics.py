@@ -38,7 +38,7 @@ LAST_READING = Gauge(
 )
 ANOMALY_SCORE = Gauge(
     "millstream_anomaly_score",
-    "Latest calibrated anomaly score (0-1) per detector: a sensor's own, or sensor=\"machine\".",
+    'Latest calibrated anomaly score (0-1) per detector: a sensor\'s own, or sensor="machine".',
     ["plant", "line", "machine_id", "sensor"],
 )
 SERIES_DROPPED = Counter(

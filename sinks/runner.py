@@ -45,7 +45,8 @@ from sinks.metrics import (
     precreate,
 )
 from sinks.sink_metrics import SINK_COMMITS
-from sinks.tables import ROUTES, Source
+from sinks.tables import DEAD_LETTERS as DEAD_LETTER_TABLE
+from sinks.tables import ROUTES, Source, payload_json
 from sinks.writer import STAGE, BatchWriter, FlushResult
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class SinkRunner:
         self.exit_when_idle = exit_when_idle
         self.after_write = after_write  # runs after a batch is written, before its offsets are committed
         self.consumer_factory = consumer_factory
-        self.writer = BatchWriter(client, self.clickhouse)
+        self.writer = BatchWriter(client, self.clickhouse, describe=self._describe)
         self.flow = FlowControl(self.sink.max_pending_rows)
         self.stats = RunStats()
         self._stop = threading.Event()
@@ -264,10 +265,16 @@ class SinkRunner:
             return
         if not records:
             self.writer.track(source)
+        if route.table is DEAD_LETTER_TABLE:
+            for record in records:
+                record["payload_json"] = self._describe(record["payload"])
         for record in records:
             if not self.writer.add(route.table, record, source):
                 self.stats.dead_letters += 1
                 DEAD_LETTERS.labels(STAGE, "invalid_record").inc()
+
+    def _describe(self, payload: bytes | str) -> str | None:
+        return payload_json(payload, lambda data: self.serde.decode(data).record)
 
     def _dead_letter(self, code: str, reason: str, source: Source) -> None:
         self.writer.add_dead_letter(code, reason, source)

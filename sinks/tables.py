@@ -10,6 +10,7 @@ The alerts and machines tables are written by :mod:`sinks.alerts` and :mod:`sink
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ def dead_letter_row(r: dict[str, Any]) -> list[Any]:
         offset,
         key,
         payload,
+        r.get("payload_json"),
         _str(r, "reason_code"),
         _str(r, "reason"),
         _ts(r, "failed_at"),
@@ -274,7 +276,18 @@ WINDOW_AGGREGATES = TableSpec(
 )
 DEAD_LETTERS = TableSpec(
     "dead_letters",
-    ("stage", "topic", "partition", "offset", "key", "payload", "reason_code", "reason", "failed_at"),
+    (
+        "stage",
+        "topic",
+        "partition",
+        "offset",
+        "key",
+        "payload",
+        "payload_json",
+        "reason_code",
+        "reason",
+        "failed_at",
+    ),
     dead_letter_row,
 )
 
@@ -379,3 +392,37 @@ def dead_letter_record(
         "reason": reason,
         "failed_at": failed_at_ms,
     }
+
+
+PAYLOAD_JSON_MAX = 64 * 1024  # a longer JSON rendering is not stored (payload_json NULL)
+
+
+def payload_json(payload: bytes | str, decode: Callable[[bytes], Any]) -> str | None:
+    """A dead letter's payload as JSON text for the ``payload_json`` column, or None.
+
+    ``decode`` turns bytes into the record (the pipeline's schemas); a payload it cannot decode that
+    is itself JSON text (an MQTT gateway's message) is kept as it is. Floats that JSON cannot hold
+    (NaN, infinities: often why the record was rejected) become the strings "NaN", "Infinity" and
+    "-Infinity"; bytes become hex. None when neither works or the text is over 64 KiB."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    try:
+        text = json.dumps(_jsonable(decode(data)), ensure_ascii=False, allow_nan=False)
+    except Exception:  # noqa: BLE001 - undecodable (any reason): try it as JSON text
+        try:
+            text = data.decode()
+            json.loads(text)
+        except ValueError:  # not UTF-8 or not JSON
+            return None
+    return text if len(text) <= PAYLOAD_JSON_MAX else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value

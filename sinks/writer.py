@@ -115,9 +115,11 @@ class BatchWriter:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        describe: Callable[[bytes | str], str | None] = lambda _: None,
     ) -> None:
         self.client = client
         self.settings = settings
+        self.describe = describe  # a dead letter's payload as JSON (payload_json), None if unknown
         self._sleep = sleep
         self._clock_ms = clock_ms
         self._batch = Batch()
@@ -155,6 +157,7 @@ class BatchWriter:
     def add_dead_letter(self, reason_code: str, reason: str, source: Source) -> None:
         """Buffer a dead letter for a record this sink could not handle (stage ``sink``)."""
         record = dead_letter_record(STAGE, reason_code, reason, source, self._clock_ms())
+        record["payload_json"] = self.describe(source.payload)
         self._append(DEAD_LETTERS, DEAD_LETTERS.to_row(record), source)
 
     def track(self, source: Source) -> None:
@@ -241,6 +244,7 @@ class BatchWriter:
                 record = dead_letter_record(
                     STAGE, "sink_rejected", f"{buf.table.name}: {reason}", source, self._clock_ms()
                 )
+                record["payload_json"] = self.describe(source.payload)
                 batch.append(DEAD_LETTERS, DEAD_LETTERS.to_row(record), source)
             result.rejected += len(rejected)
         dead = batch.buffers.get(DEAD_LETTERS.name)

@@ -155,7 +155,7 @@ def test_bad_migration_folders_are_refused(tmp_path: Path, files: dict[str, str]
 # ALTER statements that are idempotent by nature, without IF [NOT] EXISTS: setting a table setting,
 # a column's type and codec or the sorting key to the same value again changes nothing (a sorting key
 # may only grow by a column the same ALTER adds: ADD COLUMN IF NOT EXISTS, test_alter_forms_repeat).
-IDEMPOTENT_ALTERS = (" MODIFY SETTING ", " MODIFY COLUMN ", " MODIFY ORDER BY ")
+IDEMPOTENT_ALTERS = (" MODIFY SETTING ", " MODIFY COLUMN ", " MODIFY ORDER BY ", " ADD COLUMN IF NOT EXISTS ")
 # Backfills of tables of argMax / max states: inserting the same rows again changes no result.
 IDEMPOTENT_INSERTS = (" INSERT INTO WINDOW_LATEST ",)
 

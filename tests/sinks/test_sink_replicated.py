@@ -40,6 +40,7 @@ class RecordingClient:
 
     def query(self, sql: str) -> Any:
         self.queries.append(sql)
+
         class Result:
             result_rows: list[tuple[Any, ...]] = []
 

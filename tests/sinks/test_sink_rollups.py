@@ -240,6 +240,5 @@ def test_rebuild_before_migrate_says_so(
     err = capsys.readouterr().err
     assert (
         "no table window_aggregates, rollup_1m, rollup_1h, rollup_1d in this database: "
-        "run `millstream migrate` first"
-        in err
+        "run `millstream migrate` first" in err
     )

@@ -175,6 +175,46 @@ def test_runner_writes_rows_dead_letters_and_commits(
     assert stats.commits >= 1
 
 
+def test_dead_letter_payloads_are_readable_in_sql(
+    kafka: KafkaSettings, topics: TopicSettings, ch: Any, ch_settings: ClickHouseSettings, produce_to: Any
+) -> None:
+    # What an analyst asks of a dead letter: which values were rejected. The payload is decoded
+    # with the pipeline's schemas (a reading with a NaN value, rejected by the stream job), kept as
+    # it is when it is JSON text (an MQTT message), NULL when it is neither; the sink's own dead
+    # letter of a record on the wrong topic is decoded too.
+    serde = Serde()
+    nan_reading = serde.encode("millstream.Reading", topics.topic_readings, reading(value=float("nan")))
+    mqtt = b'{"machine": "press-7", "ts": 1e306}'
+    upstream = [
+        {"stage": "windows", "topic": topics.topic_readings, "partition": 0, "offset": off, "key": b"m1",
+         "payload": payload, "reason_code": "invalid_record", "reason": "r", "failed_at": 1_767_225_600_000}
+        for off, payload in ((1, nan_reading), (2, mqtt), (3, b"\x07 not Avro"))
+    ]  # fmt: skip
+    produce_to(
+        kafka,
+        topics.topic_dead_letters,
+        [(None, serde.encode("millstream.DeadLetter", topics.topic_dead_letters, d)) for d in upstream],
+    )
+    wrong = serde.encode("millstream.Reading", topics.topic_windows, reading(machine_id="m-wrong"))
+    [(w_part, w_off)] = produce_to(kafka, topics.topic_windows, [(b"m-wrong", wrong)])
+
+    run_until_idle(ch, ch_settings, kafka, topics, f"sink-{uuid.uuid4().hex[:6]}")
+
+    rows = ch.query(
+        "SELECT stage, offset, JSONExtractString(payload_json, 'machine_id'),"
+        " JSONExtractString(payload_json, 'value'), payload_json"
+        " FROM dead_letters FINAL ORDER BY stage, offset"
+    ).result_rows
+    assert [tuple(r) for r in rows] == [
+        ("sink", w_off, "m-wrong", "61.25", rows[0][4]),
+        ("windows", 1, "m1", "NaN", rows[1][4]),
+        ("windows", 2, "", "", mqtt.decode()),
+        ("windows", 3, None, None, None),
+    ]
+    assert json.loads(rows[0][4])["value"] == 61.25 and json.loads(rows[1][4])["sensor"] == "temperature"
+    assert w_part >= 0
+
+
 CRASHING_SINK = """
 import pathlib, sys, time
 from sinks.clickhouse import connect

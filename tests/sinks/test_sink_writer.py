@@ -268,6 +268,7 @@ def test_dead_letter_records_are_stored(ch: Any, ch_settings: ClickHouseSettings
         "offset": 41,
         "key": b"\xffk",
         "payload": b"\x00\x01\xfe'); DROP TABLE dead_letters; --",
+        "payload_json": '{"value": "NaN"}',
         "reason_code": "too_late",
         "reason": "event time 1 < watermark 2",
         "failed_at": 1_767_225_600_123,
