@@ -26,6 +26,10 @@ ALERTMANAGER = PROM_DIR / "alertmanager.yml"
 DOCS = REPO / "docs" / "observability.md"
 FLINK_FUNCTIONS = REPO / "streams" / "flink" / "functions.py"
 K8S = REPO / "k8s" / "base"
+# ClickHouse's own Prometheus endpoint (asynchronous_metrics on in k8s/base/clickhouse).
+CLICKHOUSE_SERVER_METRICS = {
+    "ClickHouseAsyncMetrics_DiskAvailable_default", "ClickHouseAsyncMetrics_DiskTotal_default",
+}  # fmt: skip
 # Flink's PrometheusReporter exports an operator's metric `x` as flink_taskmanager_job_task_operator_x.
 FLINK_OPERATOR_PREFIX = "flink_taskmanager_job_task_operator_"
 
@@ -131,6 +135,7 @@ def test_rules_read_metrics_the_code_defines() -> None:
     known = exported_metric_names(REPO) | {r["record"] for r in _rules() if "record" in r} | {"up"}
     known |= _flink_operator_metrics()
     known |= {"label_replace", "sqrt"}  # PromQL functions infra/grafana/queries.py does not list
+    known |= CLICKHOUSE_SERVER_METRICS
     for r in _rules():
         unknown = metric_names(r["expr"]) - known
         assert unknown == set(), (r.get("alert") or r.get("record"), unknown)
@@ -309,3 +314,14 @@ def test_not_ready_explains_every_readiness_check_the_code_registers() -> None:
         assert {c for c in checks if not re.search(rf"\b{c}\b", text)} == set(), field
     section = DOCS.read_text().split("\n### MillstreamNotReady\n", 1)[1].split("\n### ", 1)[0]
     assert {c for c in checks if f"`{c}`" not in section} == set()
+
+
+def test_clickhouse_exports_what_the_disk_alert_reads() -> None:
+    """MillstreamClickHouseDiskFilling reads ClickHouse's asynchronous metrics: the installation must
+    export them, and the PodMonitor must scrape its `metrics` port, or the alert never has data."""
+    chi = (K8S / "clickhouse" / "clickhouse.yaml").read_text()
+    assert re.search(r'prometheus/asynchronous_metrics: "true"', chi)
+    monitors = list(yaml.safe_load_all((K8S / "monitoring" / "podmonitors.yaml").read_text()))
+    (clickhouse,) = [m for m in monitors if m["metadata"]["name"] == "clickhouse"]
+    assert [e["port"] for e in clickhouse["spec"]["podMetricsEndpoints"]] == ["metrics"]
+    assert "9363" in chi
