@@ -79,7 +79,8 @@ def precreate(stage: str, reasons: tuple[str, ...] = (), spc: tuple[str, str] | 
 
 READINESS = Gauge(
     "millstream_readiness_check",
-    "1 while a readiness check of the process passes, 0 while it fails (as of the last /readyz probe).",
+    "1 while a readiness check of the process passes, 0 while it fails (as of the last /readyz probe or "
+    "the process's own run of the checks, every 10 s).",
     ["check"],
 )
 
@@ -179,18 +180,47 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def serve(port: int, host: str = "0.0.0.0", stage: str | None = None) -> ThreadingHTTPServer:  # noqa: S104
-    """Serve /metrics, /healthz and /readyz on ``host:port`` from a daemon thread."""
+READINESS_EVERY_S = 10.0  # the process runs its readiness checks itself this often (gauge, alert)
+
+
+class _Server(ThreadingHTTPServer):
+    stopped: threading.Event  # set by shutdown(): the readiness thread ends
+
+    def shutdown(self) -> None:
+        self.stopped.set()
+        super().shutdown()
+
+
+def _check_readiness(server: _Server, every_s: float) -> None:
+    """Run the readiness checks every ``every_s`` so ``millstream_readiness_check`` (and the alert
+    MillstreamNotReady) is true without anything probing /readyz (a local run, Docker, systemd)."""
+    while not server.stopped.is_set():
+        HEALTH.ready()
+        server.stopped.wait(every_s)
+
+
+def serve(
+    port: int,
+    host: str = "0.0.0.0",  # noqa: S104
+    stage: str | None = None,
+    readiness_every_s: float = READINESS_EVERY_S,
+) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /readyz on ``host:port`` from a daemon thread; another one runs
+    the readiness checks every ``readiness_every_s`` for the gauge."""
     from sinks.exceptions import SinkError
 
     try:
-        server = ThreadingHTTPServer((host, port), _Handler)
+        server = _Server((host, port), _Handler)
+        server.stopped = threading.Event()
     except (OSError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         msg = f"cannot serve metrics on port {port}: {reason} (its setting: --metrics-port or *_METRICS_PORT)"
         raise SinkError(msg) from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    threading.Thread(
+        target=_check_readiness, args=(server, readiness_every_s), name="readiness-checks", daemon=True
+    ).start()
     if stage:
         import time
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from infra.procs import wait_until
 from schemas.config import KafkaSettings
 from sinks import metrics
 from streams.faust_app import agent_health, create_app
@@ -67,3 +68,25 @@ def test_the_broker_check_follows_the_broker() -> None:
     assert check()  # one of the bootstrap servers answers
     listener.close()
     assert not check()
+
+
+def test_the_readiness_gauge_follows_its_checks_without_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MillstreamNotReady reads the gauge; where nothing probes /readyz (a local run, Docker,
+    # systemd), the process runs its checks itself. Only /metrics is scraped here.
+    monkeypatch.setattr(metrics, "HEALTH", metrics._Health())
+    passing = [True]
+    metrics.add_readiness_check("self_run", lambda: passing[0])
+    server = metrics.serve(0, host="127.0.0.1", readiness_every_s=0.1)
+    try:
+        port = server.server_address[1]
+
+        def gauge() -> str:
+            text = status(port, "/metrics")[1]
+            name = 'millstream_readiness_check{check="self_run"}'
+            return next((line for line in text.splitlines() if line.startswith(name)), "")
+
+        wait_until(lambda: gauge().endswith(" 1.0"), 5, "the gauge to say ready", 0.1)
+        passing[0] = False
+        wait_until(lambda: gauge().endswith(" 0.0"), 5, "the gauge to say not ready", 0.1)
+    finally:
+        server.shutdown()
