@@ -64,10 +64,12 @@ class ClickHouseSettings(BaseSettings):
         "(the main part of the window-close to row-visible latency).",
     )
     max_retries: int = Field(
-        6,
+        100,
         ge=0,
         description="MILLSTREAM_CLICKHOUSE_MAX_RETRIES: retries of an insert after a transient error "
-        "before the sink gives up (and exits without committing the batch's offsets).",
+        "before the sink gives up (and exits without committing the batch's offsets). With the default "
+        "backoff, 100 retries ride out about 16 minutes of a ClickHouse that is restarting or overloaded; "
+        "consumption stays paused meanwhile and Kafka keeps the records.",
     )
     retry_backoff_ms: int = Field(
         200, ge=1, description="MILLSTREAM_CLICKHOUSE_RETRY_BACKOFF_MS: first retry delay (doubles each try)."

@@ -121,8 +121,12 @@ class SinkRunner:
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
-        """Ask the loop to finish: flush, commit, close. Safe from a signal handler or another thread."""
+        """Ask the loop to finish: flush, commit, close. Safe from a signal handler or another thread.
+
+        An insert being retried gives up at once (its batch is not committed and is read again at the
+        next start), so a stop during a ClickHouse outage does not wait out the retries."""
         self._stop.set()
+        self.writer.stopping.set()
 
     @property
     def assigned(self) -> bool:

@@ -113,14 +113,15 @@ class BatchWriter:
         client: Client,
         settings: ClickHouseSettings,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         describe: Callable[[bytes | str], str | None] = lambda _: None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.describe = describe  # a dead letter's payload as JSON (payload_json), None if unknown
-        self._sleep = sleep
+        self.stopping = threading.Event()  # set by the runner's stop(): a retry ends at once
+        self._sleep = sleep or self.stopping.wait
         self._clock_ms = clock_ms
         self._batch = Batch()
         self._first_at: float | None = None
@@ -339,6 +340,12 @@ class BatchWriter:
                 SINK_RETRIES.labels(table).inc()
                 self.retrying.set()
                 self._sleep(delay)
+                if self.stopping.is_set():
+                    msg = (
+                        f"{what}: stopped while retrying ({attempt + 1} attempt(s); last error: "
+                        f"{type(exc).__name__}: {exc}); the batch is read again at the next start"
+                    )
+                    raise SinkError(msg) from exc
                 attempt += 1
 
     def _unreplayed(self, buf: _Buffer) -> _Buffer:

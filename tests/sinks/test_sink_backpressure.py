@@ -161,3 +161,51 @@ def test_consumption_pauses_while_clickhouse_fails_or_lags_and_nothing_is_lost(
     during = sum(e[2] for e in consumer.events if e[0] == "consume" and paused_at < e[1] <= resumed_at)
     polls = sum(1 for e in consumer.events if e[0] == "consume" and paused_at < e[1] <= resumed_at)
     assert polls > 5 and during <= 25  # it kept polling (group membership) but fetched nothing new
+
+
+def test_a_stop_during_a_clickhouse_outage_does_not_wait_out_the_retries(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    ch: Any,
+    ch_settings: ClickHouseSettings,
+    make_grid: Any,
+    produce_to: Any,
+    committed_offsets: Any,
+) -> None:
+    # The default retries ride out about 16 minutes of a failing ClickHouse; SIGTERM (stop()) in the
+    # middle must end the sink at once, with its batch uncommitted (read again at the next start).
+    records = make_grid(machines=2, sensors=2, windows=5)
+    enc = Serde().encoder("millstream.WindowAggregate", topics.topic_windows)
+    produce_to(kafka, topics.topic_windows, [(r["machine_id"].encode(), enc(r)) for r in records])
+    down = TroubledClickHouse(ch, fail_for=3600.0, slow_s=0.0)
+    group = f"bp-stop-{uuid.uuid4().hex[:6]}"
+    runner = SinkRunner(
+        down,  # type: ignore[arg-type]
+        clickhouse=ch_settings.model_copy(update={"batch_age_ms": 20}),  # default retries and backoff
+        sink=SinkSettings(group_id=group),
+        kafka=kafka,
+        topics=topics,
+    )
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while down.failures < 3 and time.monotonic() < deadline:  # well into the backoff
+        time.sleep(0.1)
+    assert down.failures >= 3, "the sink never tried to write"
+    stopped_at = time.monotonic()
+    runner.stop()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - stopped_at < 15
+    (error,) = outcome
+    assert error is not None and "stopped while retrying" in str(error)
+    got = committed_offsets(kafka, group, topics.topic_windows, topics.topic_partitions)
+    assert all(o < 0 for o in got.values()), got  # nothing committed: the batch is read again
