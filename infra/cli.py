@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from infra.procs import interrupted_by_signals
 from schemas.exceptions import MillstreamError
 
 # (module, what it registers). Order is the order in --help.
@@ -122,9 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    warn_unknown_settings()
+    if not getattr(args, "checks_unknown_settings", False):  # `config` reports them as errors
+        warn_unknown_settings()
     try:
-        code = int(args.func(args) or 0)
+        # `kill`, `timeout`, a closed terminal: like Ctrl-C, so that the finally blocks run and stop
+        # the child processes a command started (in sessions of their own, no signal reaches them).
+        # Commands that stop gracefully on SIGTERM (sink, gateways, workers) install their own handlers.
+        with interrupted_by_signals():
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at the interpreter's exit
         return code
     except ValidationError as exc:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 
 def register(sub: Any) -> None:
     c = sub.add_parser("config", help="print and check the effective configuration (secrets masked)")
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(func=cmd_config)
+    c.add_argument("--json", action="store_true", help="print the values as one JSON object")
+    c.set_defaults(func=cmd_config, checks_unknown_settings=True)
 
     u = sub.add_parser("up", help="start the embedded stack (broker, Prometheus) and keep it up until Ctrl-C")
     u.set_defaults(func=cmd_up)
@@ -28,12 +29,13 @@ def register(sub: Any) -> None:
 
 def effective_config() -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Every settings group's values by environment variable, secrets masked, and one line per bad
-    setting (``MILLSTREAM_X='value': why``; a bad group is left out of the values)."""
+    setting (``MILLSTREAM_X='value': why``; a bad group is left out of the values) and per
+    ``MILLSTREAM_*`` variable that no setting reads (a typo: the setting it meant keeps its default)."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     from infra.cli import format_settings_error, settings_source_error
-    from infra.settings import env_name, masked, settings_classes
+    from infra.settings import env_name, masked, settings_classes, unknown_env_names
 
     out: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
@@ -51,11 +53,15 @@ def effective_config() -> tuple[dict[str, dict[str, Any]], list[str]]:
             v = masked(getattr(inst, name), name)
             values[env_name(cls, name, field)] = v if v is None or isinstance(v, dict) else str(v)
         out[cls.__name__] = values
+    for var, close in unknown_env_names(os.environ):
+        hint = f" (did you mean {close}?)" if close else ""
+        errors.append(f"  {var} is not a Millstream setting{hint}")
     return out, errors
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """Print every setting; exit 1 if any is invalid (a pre-flight check for a deployment's env)."""
+    """Print every setting; exit 1 if any is invalid or a ``MILLSTREAM_*`` variable is no setting (a
+    pre-flight check for a deployment's env, as strict as ``infra.k8s_validate``)."""
     cfg, errors = effective_config()
     if args.json:
         print(json.dumps(cfg, indent=2))

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.exceptions import StackError
 from infra.procs import ManagedProcess, free_port, port_open, wait_until
-from schemas.config import KafkaSettings, TopicSettings
+from schemas.config import KafkaSettings, NonEmptyPath, TopicSettings
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,11 @@ logger = logging.getLogger(__name__)
 class StackSettings(BaseSettings):
     """Where the local stack keeps its files and which ports it takes."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
-    data_dir: Path = Field(
+    data_dir: NonEmptyPath = Field(
         Path(".millstream"),
         description="MILLSTREAM_DATA_DIR: logs, embedded ClickHouse, Prometheus TSDB, local Flink "
         "checkpoints (relative to the folder a command runs in; the Faust state and the gateway spool have "

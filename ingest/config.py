@@ -13,13 +13,17 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.config import NonEmptyPath
+
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 
 class ProducerSettings(BaseSettings):
     """How a gateway writes to Kafka: durability, batching, compression, rate limit, accounting."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_PRODUCER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_PRODUCER_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     compression: Compression = Field(
         "lz4", description="MILLSTREAM_PRODUCER_COMPRESSION: none, gzip, snappy, lz4 or zstd."
@@ -116,7 +120,9 @@ class ProducerSettings(BaseSettings):
 class SimulatorSettings(BaseSettings):
     """The simulated plant: how many machines and sensors, how fast, how faulty, how reproducible."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SIM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_SIM_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     machines: int = Field(10, ge=1, description="MILLSTREAM_SIM_MACHINES: number of machines.")
     sensors: int = Field(
@@ -137,7 +143,7 @@ class SimulatorSettings(BaseSettings):
     seed: int = Field(
         7, description="MILLSTREAM_SIM_SEED: random seed; same seed and settings, same signals."
     )
-    labels_path: Path | None = Field(
+    labels_path: NonEmptyPath | None = Field(
         None,
         description="MILLSTREAM_SIM_LABELS_PATH: JSONL file for the ground-truth fault labels; unset: "
         "none written.",
@@ -168,7 +174,7 @@ class SimulatorSettings(BaseSettings):
         description="MILLSTREAM_SIM_MACHINES_PER_LINE: machines m001.. fill lines l1, l2, .. in order.",
     )
     gateway_id: str = Field(
-        "sim-1", description="MILLSTREAM_SIM_GATEWAY_ID: gateway id written into every scan."
+        "sim-1", min_length=1, description="MILLSTREAM_SIM_GATEWAY_ID: gateway id written into every scan."
     )
     parts_per_lot: int = Field(
         200, ge=1, description="MILLSTREAM_SIM_PARTS_PER_LOT: a machine starts a new lot_id every K parts."
@@ -222,9 +228,11 @@ OverflowPolicy = Literal["drop-oldest", "block", "drop-newest"]
 class SpoolSettings(BaseSettings):
     """The store-and-forward spool: where, how big, how durable, what happens when it is full."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SPOOL_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_SPOOL_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
-    dir: Path | None = Field(
+    dir: NonEmptyPath | None = Field(
         None,
         description="MILLSTREAM_SPOOL_DIR: folder of the spool segments; one gateway per folder (locked). "
         "Unset (and no --spool-dir or spool.dir in the gateway's file): .millstream/spool/<gateway_id>.",
@@ -269,7 +277,9 @@ class SpoolSettings(BaseSettings):
 class ForwarderSettings(BaseSettings):
     """When the broker counts as unreachable, how it is probed and how the spool is replayed."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_FORWARD_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_FORWARD_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     offline_after_ms: int = Field(
         5000,

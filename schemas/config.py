@@ -5,12 +5,28 @@ Each field is read from the environment variable named in its description (``MIL
 
 from __future__ import annotations
 
+import re
 import ssl
+from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_MODEL = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _non_empty_path(v: object) -> object:
+    if isinstance(v, str) and not v.strip():
+        msg = "empty: unset the variable for the default, or name a folder or file"
+        raise ValueError(msg)
+    return v
+
+
+# A path setting: an empty value is refused (it would mean the working directory).
+NonEmptyPath = Annotated[Path, BeforeValidator(_non_empty_path)]
+
+_MODEL = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class SerdeSettings(BaseSettings):
@@ -64,6 +80,15 @@ class KafkaSettings(BaseSettings):
         description="MILLSTREAM_KAFKA_SESSION_TIMEOUT_MS: consumer-group session timeout. Low values let a "
         "restarted worker rejoin in seconds; raise it on a busy production cluster.",
     )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: str) -> str:
+        servers = [part.strip() for part in v.split(",")]
+        if not all(servers) or not all(s.rpartition(":")[2].isdigit() for s in servers):
+            msg = "a comma-separated list of host:port, e.g. kafka-0:9092,kafka-1:9092"
+            raise ValueError(msg)
+        return v
 
     @field_validator("kafka_security_protocol")
     @classmethod
@@ -139,8 +164,21 @@ class TopicSettings(BaseSettings):
     )
     topic_replication: int = Field(1, ge=1, description="MILLSTREAM_TOPIC_REPLICATION: replication factor.")
     topic_retention_ms: int = Field(
-        7 * 24 * 3600 * 1000, description="MILLSTREAM_TOPIC_RETENTION_MS: retention of data topics."
+        7 * 24 * 3600 * 1000,
+        ge=-1,
+        description="MILLSTREAM_TOPIC_RETENTION_MS: retention of data topics (-1: kept for ever).",
     )
+
+    @field_validator(
+        "topic_readings", "topic_windows", "topic_dead_letters", "topic_late", "topic_spc_signals",
+        "topic_anomalies",
+    )  # fmt: skip
+    @classmethod
+    def _kafka_topic_name(cls, v: str) -> str:
+        if not _TOPIC_NAME.fullmatch(v) or v in (".", ".."):
+            msg = "not a Kafka topic name: 1 to 249 letters, digits, '.', '_' or '-'"
+            raise ValueError(msg)
+        return v
 
     def all_topics(self) -> list[str]:
         """Every topic the pipeline reads or writes."""

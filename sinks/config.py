@@ -11,6 +11,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.config import NonEmptyPath
+
 DEFAULT_DATABASE = "millstream"
 
 
@@ -18,7 +20,11 @@ class ClickHouseSettings(BaseSettings):
     """Connection to ClickHouse (embedded chdb by default, or a server) and the writer's batching."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MILLSTREAM_CLICKHOUSE_", frozen=True, extra="ignore", populate_by_name=True
+        env_prefix="MILLSTREAM_CLICKHOUSE_",
+        frozen=True,
+        extra="ignore",
+        allow_inf_nan=False,
+        populate_by_name=True,
     )
 
     url: str | None = Field(
@@ -27,7 +33,7 @@ class ClickHouseSettings(BaseSettings):
         "<MILLSTREAM_DATA_DIR>/clickhouse; 'chdb:///abs/path' = embedded at that path; "
         "'http(s)://user:password@host:8123/database' = a ClickHouse server.",
     )
-    data_dir: Path = Field(
+    data_dir: NonEmptyPath = Field(
         Path(".millstream"),
         validation_alias="MILLSTREAM_DATA_DIR",
         description="MILLSTREAM_DATA_DIR: the local stack's folder; the embedded ClickHouse lives in "
@@ -197,10 +203,13 @@ class ClickHouseSettings(BaseSettings):
 class SinkSettings(BaseSettings):
     """The Kafka side of the sink: consumer group and loop timing."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SINK_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_SINK_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     group_id: str = Field(
         "millstream-sink",
+        min_length=1,
         description="MILLSTREAM_SINK_GROUP_ID: consumer group; its committed offsets are the sink's "
         "progress.",
     )

@@ -19,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class MetricsSettings(BaseSettings):
     """Limits of the domain metrics."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_METRICS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_METRICS_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     max_series: int = Field(
         5000,

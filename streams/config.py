@@ -9,10 +9,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class StreamSettings(BaseSettings):
     """Windowing and runtime settings of the stream job. Env vars ``MILLSTREAM_STREAM_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_STREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_STREAM_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     app_id: str = Field(
         "millstream-windows",
+        min_length=1,
         description="MILLSTREAM_STREAM_APP_ID: consumer group and state namespace of the job. Changing it "
         "starts from scratch.",
     )

@@ -21,9 +21,11 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from streams.anomaly.backtest import judge
 from streams.anomaly.config import AnomalySettings
@@ -109,7 +111,8 @@ def is_sensor(table: Table, i: int, name: str) -> bool:
             logger.warning("column %r is empty: not a sensor", name)
         return False
     cells = [c for _, c in present]
-    numbers = [parse_number(c, decimal_comma(cells, table.delimiter)) for c in cells]
+    comma = decimal_comma(cells, table.delimiter)  # once per column: it reads the whole column
+    numbers = [parse_number(c, comma) for c in cells]
     if named_like_label(name):
         other = next((k for k, x in enumerate(numbers) if x not in (0.0, 1.0)), None)
         if other is None:
@@ -187,14 +190,28 @@ def is_scored_copy(path: Path) -> bool:
     return not head.strip() or set(OUTPUT_COLUMNS) <= {h.strip() for h in header}
 
 
-def open_for_writing(path: Path) -> Any:
-    """``path`` opened for text (its folders created); an error names it and the reason."""
+@contextmanager
+def open_for_writing(path: Path) -> Iterator[TextIO]:
+    """``path`` opened for text (its folders created), written through a hidden file beside it that
+    replaces ``path`` only once complete: an interrupted or failed write (Ctrl-C, a full disk) leaves
+    no truncated copy that looks whole, and the previous one as it was. An error names ``path``."""
+    partial = path.with_name(f".{path.name}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", newline="", encoding="utf-8")
+        fh = partial.open("w", newline="", encoding="utf-8")
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror or exc}"
         raise InputFileError(msg) from exc
+    try:
+        with fh:
+            yield fh
+        os.replace(partial, path)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            msg = f"cannot write {path}: {exc.strerror or exc}"
+            raise InputFileError(msg) from exc
+        raise
 
 
 def detect_file(
@@ -273,6 +290,10 @@ def detect_file(
             "%s: all %d readings are in the warm-up (the first %d readings and %g minutes of event time): "
             "none was scored", input_path, total, s.warmup, s.warmup_hours * 60,
         )  # fmt: skip
+    if events_path is not None:  # first: a complete scored copy comes with its own events
+        with open_for_writing(events_path) as fh:
+            for e in events:
+                fh.write(json.dumps(e.to_dict()) + "\n")
     with open_for_writing(output_path) as fh:
         w = csv.writer(fh)
         w.writerow([*table.header, *OUTPUT_COLUMNS])
@@ -280,10 +301,6 @@ def detect_file(
             assert res is not None
             padded = row + [""] * (len(table.header) - len(row))
             w.writerow([*padded[: len(table.header)], f"{res[0]:.6f}", int(res[1]), res[2]])
-    if events_path is not None:
-        with open_for_writing(events_path) as fh:
-            for e in events:
-                fh.write(json.dumps(e.to_dict()) + "\n")
     n_events = sum(1 for e in events if e.is_open)
     logger.info("%s: %d rows, %d sensors, %d events", input_path, len(table.rows), len(sensors), n_events)
     counts: dict[str, Any] = {"rows": len(table.rows), "sensors": len(sensors), "events": n_events}

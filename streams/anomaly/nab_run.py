@@ -87,9 +87,13 @@ def run_corpus(
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_job, j) for j in jobs]
-            for fut in as_completed(futures):
-                data, _ = fut.result()
-                done.append(data)
-                if progress:
-                    progress(data)
+            try:
+                for fut in as_completed(futures):
+                    data, _ = fut.result()
+                    done.append(data)
+                    if progress:
+                        progress(data)
+            except BaseException:  # Ctrl-C, kill, a failed file: start no other file, then stop
+                pool.shutdown(cancel_futures=True)
+                raise
     return sorted(Path(d).relative_to(data_root).as_posix() for d in done)

@@ -12,11 +12,15 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.config import NonEmptyPath
+
 
 class FlinkSettings(BaseSettings):
     """Runtime of the Flink job: parallelism, checkpoints, delivery, Python execution."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_FLINK_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_FLINK_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     parallelism: int | None = Field(
         None,
@@ -25,7 +29,7 @@ class FlinkSettings(BaseSettings):
         "MiniCluster, the cluster's parallelism.default in application mode. Beyond the readings topic's "
         "partition count extra source subtasks idle.",
     )
-    checkpoint_dir: Path | None = Field(
+    checkpoint_dir: NonEmptyPath | None = Field(
         None,
         description="MILLSTREAM_FLINK_CHECKPOINT_DIR: where checkpoints go (local MiniCluster). Unset: "
         "$MILLSTREAM_DATA_DIR/flink/checkpoints. In application mode the cluster's "
@@ -75,10 +79,13 @@ class FlinkSettings(BaseSettings):
     rest_port: int = Field(
         0,
         ge=0,
+        le=65535,
         description="MILLSTREAM_FLINK_REST_PORT: REST port of the local MiniCluster; 0 picks a free one.",
     )
     prometheus_port: int | None = Field(
         None,
+        ge=1,
+        le=65535,
         description="MILLSTREAM_FLINK_PROMETHEUS_PORT: when set, Flink's own PrometheusReporter serves "
         "Flink-native metrics (operators, checkpoints, Kafka clients, the job's user metrics) on this port. "
         "Not on the local MiniCluster, whose plugin path lacks the reporter (a known gap).",

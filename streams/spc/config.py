@@ -12,7 +12,9 @@ from streams.spc.monitor import MonitorConfig
 class SpcSettings(BaseSettings):
     """Default chart of every (machine, sensor) monitor."""
 
-    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_SPC_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MILLSTREAM_SPC_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     chart: str = Field(
         "imr",
