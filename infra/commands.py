@@ -53,6 +53,9 @@ def effective_config() -> tuple[dict[str, dict[str, Any]], list[str]]:
             v = masked(getattr(inst, name), name)
             values[env_name(cls, name, field)] = v if v is None or isinstance(v, dict) else str(v)
         out[cls.__name__] = values
+        problem = getattr(inst, "credentials_problem", lambda: None)()
+        if problem is not None:
+            errors.append(f"  {problem}")
     for var, close in unknown_env_names(os.environ):
         hint = f" (did you mean {close}?)" if close else ""
         errors.append(f"  {var} is not a Millstream setting{hint}")

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.exceptions import ConfigError
+
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
@@ -109,7 +111,9 @@ class KafkaSettings(BaseSettings):
         return v.upper()
 
     def librdkafka(self) -> dict[str, str | int]:
-        """Connection settings in confluent-kafka (librdkafka) form."""
+        """Connection settings in confluent-kafka (librdkafka) form (:class:`ConfigError` when a SASL
+        protocol has no user or password: librdkafka's own error does not name the settings)."""
+        self.require_credentials()
         conf: dict[str, str | int] = {
             "bootstrap.servers": self.kafka_bootstrap,
             "security.protocol": self.kafka_security_protocol,
@@ -121,6 +125,32 @@ class KafkaSettings(BaseSettings):
         if self.tls and self.kafka_ssl_ca_file is not None:
             conf["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
         return conf
+
+    def credentials_problem(self) -> str | None:
+        """Why the Kafka clients cannot log in with these settings (a SASL protocol without a user or
+        a password), or None. Not a validation error: on Kubernetes the credentials come from a
+        Secret, which a check of the ConfigMap alone does not see."""
+        if not self.kafka_security_protocol.startswith("SASL"):
+            return None
+        missing = [
+            name
+            for name, value in (
+                ("MILLSTREAM_KAFKA_USERNAME", self.kafka_username),
+                ("MILLSTREAM_KAFKA_PASSWORD", self.kafka_password),
+            )
+            if not value
+        ]
+        if not missing:
+            return None
+        return (
+            f"MILLSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs {' and '.join(missing)}"
+        )
+
+    def require_credentials(self) -> None:
+        """Raise :class:`ConfigError` when :meth:`credentials_problem` finds one."""
+        problem = self.credentials_problem()
+        if problem is not None:
+            raise ConfigError(problem)
 
     @property
     def tls(self) -> bool:

@@ -83,6 +83,7 @@ def _broker_url(kafka: KafkaSettings) -> str:
 
 
 def _credentials(kafka: KafkaSettings) -> Any:
+    kafka.require_credentials()
     if kafka.kafka_security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=kafka.kafka_username,

@@ -28,6 +28,7 @@ JAAS = {
 
 def java_properties(kafka: KafkaSettings) -> dict[str, str]:
     """KafkaSettings as Java client properties (security, SASL)."""
+    kafka.require_credentials()
     props = {"security.protocol": kafka.kafka_security_protocol}
     if kafka.kafka_security_protocol.startswith("SASL"):
         module = JAAS.get(kafka.kafka_sasl_mechanism.upper(), JAAS["SCRAM-SHA-512"])

@@ -182,3 +182,28 @@ def test_values_that_would_fail_or_mislead_later_are_refused(monkeypatch: Any) -
     monkeypatch.setenv("MILLSTREAM_KAFKA_BOOTSTRAP", "kafka-0:9092, kafka-1:9093")
     monkeypatch.setenv("MILLSTREAM_TOPIC_RETENTION_MS", "-1")
     assert effective_config()[1] == []
+
+
+def test_sasl_without_credentials_is_named_before_any_client_tries(monkeypatch: Any) -> None:
+    # librdkafka refused with its own words, aiokafka failed at connect, Flink logged in as "".
+    from infra.commands import effective_config
+    from schemas.config import KafkaSettings
+    from schemas.exceptions import ConfigError
+    from streams.flink.kafka import java_properties
+
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("MILLSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("MILLSTREAM_KAFKA_USERNAME", "millstream-sink")
+    expected = "MILLSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs MILLSTREAM_KAFKA_PASSWORD"
+    assert f"  {expected}" in effective_config()[1]
+    kafka = KafkaSettings()
+    for build in (kafka.librdkafka, lambda: java_properties(kafka)):
+        try:
+            build()
+        except ConfigError as exc:
+            assert str(exc) == expected
+        else:
+            raise AssertionError("built a client configuration without a password")
+    monkeypatch.setenv("MILLSTREAM_KAFKA_PASSWORD", "s3cret")
+    assert effective_config()[1] == []
+    assert KafkaSettings().librdkafka()["sasl.password"] == "s3cret"
