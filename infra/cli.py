@@ -22,7 +22,7 @@ from schemas.exceptions import MillstreamError
 
 # (module, what it registers). Order is the order in --help.
 COMMAND_MODULES = [
-    "infra.commands",  # config, up, demo, topics
+    "infra.commands",  # config, up, demo
     "schemas.cli",  # schemas check|list
     "ingest.cli",  # gateway simulate|opcua|mqtt
     "streams.cli",  # run faust|flink, replay

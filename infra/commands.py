@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
         "demo", help="run the whole pipeline on the embedded stack for a while, then summarise"
     )
     d.add_argument("--duration", type=float, default=120.0, help="seconds the plant runs (default 120)")
-    d.add_argument("--machines", type=int, default=10)
+    d.add_argument("--machines", type=int, default=10, help="simulated machines (default 10)")
     d.add_argument("--rate", type=float, default=2.0, help="scans per second per machine")
     d.add_argument("--json", action="store_true", help="print one JSON object instead of the human summary")
     d.set_defaults(func=cmd_demo)

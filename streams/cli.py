@@ -12,7 +12,12 @@ def register(sub: Any) -> None:
     engines = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
     f = engines.add_parser("faust", help="single-node Faust worker (default engine)")
     f.add_argument("--metrics-port", type=int, default=None, help="override MILLSTREAM_STREAM_METRICS_PORT")
-    f.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    f.add_argument(
+        "--loglevel",
+        default="warn",
+        choices=["crit", "error", "warn", "info", "debug"],
+        help="the worker's log level (default warn)",
+    )
     f.set_defaults(func=run_faust)
 
     fl = engines.add_parser(

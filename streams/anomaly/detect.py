@@ -295,7 +295,7 @@ def detect_file(
             for e in events:
                 fh.write(json.dumps(e.to_dict()) + "\n")
     with open_for_writing(output_path) as fh:
-        w = csv.writer(fh)
+        w = csv.writer(fh, lineterminator="\n")  # plain LF, as the tools that read it expect
         w.writerow([*table.header, *OUTPUT_COLUMNS])
         for row, res in zip(table.rows, results, strict=True):
             assert res is not None

@@ -84,7 +84,7 @@ def read_table(path: Path) -> Table:
     try:
         text = decode(path.read_bytes(), path)
     except OSError as exc:
-        msg = f"cannot read {path}: {exc}"
+        msg = f"cannot read {path}: {exc.strerror or exc}"
         raise InputFileError(msg) from exc
     if not text.strip():
         msg = f"{path} is empty"
