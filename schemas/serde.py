@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 
 from schemas.config import SerdeSettings
 from schemas.exceptions import (
@@ -128,6 +129,12 @@ class Serde:
         buf = io.BytesIO(data[body:])
         try:
             record = schemaless_reader(buf, writer, reader)
+        except SchemaResolutionError as exc:  # the bytes are fine: this reader cannot read that writer
+            msg = (
+                f"the writer's schema of {name} cannot be read with this version's ({exc}); upgrade the "
+                "readers (stream job, sink) before the writers"
+            )
+            raise DecodeError(UNKNOWN_SCHEMA, msg) from exc
         except Exception as exc:  # fastavro raises many types on corrupt bodies
             msg = f"corrupt Avro body for {name}: {type(exc).__name__}: {exc}"
             raise DecodeError(DECODE_ERROR, msg) from exc
