@@ -1,6 +1,6 @@
 """The Kafka → ClickHouse consumer loop.
 
-Reads the windows, dead-letters, SPC-signals and anomalies topics (and the readings topic when
+Reads the windows, dead-letters, late, SPC-signals and anomalies topics (and the readings topic when
 ``MILLSTREAM_SINK_RAW_READINGS`` is on) with a consumer group (auto-commit off), decodes each value
 with :class:`~schemas.serde.Serde` and routes it by its schema name (:data:`sinks.tables.ROUTES`)
 to the :class:`~sinks.writer.BatchWriter`. When the batch is due it is written on a writer thread
@@ -113,6 +113,7 @@ class SinkRunner:
         self._expected: dict[str, tuple[str, ...]] = {
             self.topics.topic_windows: ("millstream.WindowAggregate",),
             self.topics.topic_dead_letters: ("millstream.DeadLetter",),
+            self.topics.topic_late: ("millstream.DeadLetter",),  # readings past the allowed lateness
             self.topics.topic_spc_signals: ("millstream.SpcSignal",),
             self.topics.topic_anomalies: ("millstream.AnomalyEvent",),
         }

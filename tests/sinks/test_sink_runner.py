@@ -197,19 +197,34 @@ def test_dead_letter_payloads_are_readable_in_sql(
     )
     wrong = serde.encode("millstream.Reading", topics.topic_windows, reading(machine_id="m-wrong"))
     [(w_part, w_off)] = produce_to(kafka, topics.topic_windows, [(b"m-wrong", wrong)])
+    # A reading past the allowed lateness, on the late topic: stored too, with its values.
+    late_reading = serde.encode("millstream.Reading", topics.topic_readings, reading(machine_id="m-late"))
+    late = {
+        **upstream[0],
+        "offset": 4,
+        "reason_code": "too_late",
+        "reason": "late by 9 s",
+        "payload": late_reading,
+    }
+    produce_to(
+        kafka,
+        topics.topic_late,
+        [(b"m-late", serde.encode("millstream.DeadLetter", topics.topic_late, late))],
+    )
 
     run_until_idle(ch, ch_settings, kafka, topics, f"sink-{uuid.uuid4().hex[:6]}")
 
     rows = ch.query(
         "SELECT stage, offset, JSONExtractString(payload_json, 'machine_id'),"
-        " JSONExtractString(payload_json, 'value'), payload_json"
+        " JSONExtractString(payload_json, 'value'), payload_json, reason_code"
         " FROM dead_letters FINAL ORDER BY stage, offset"
     ).result_rows
     assert [tuple(r) for r in rows] == [
-        ("sink", w_off, "m-wrong", "61.25", rows[0][4]),
-        ("windows", 1, "m1", "NaN", rows[1][4]),
-        ("windows", 2, "", "", mqtt.decode()),
-        ("windows", 3, None, None, None),
+        ("sink", w_off, "m-wrong", "61.25", rows[0][4], "invalid_record"),
+        ("windows", 1, "m1", "NaN", rows[1][4], "invalid_record"),
+        ("windows", 2, "", "", mqtt.decode(), "invalid_record"),
+        ("windows", 3, None, None, None, "invalid_record"),
+        ("windows", 4, "m-late", "61.25", rows[4][4], "too_late"),
     ]
     assert json.loads(rows[0][4])["value"] == 61.25 and json.loads(rows[1][4])["sensor"] == "temperature"
     assert w_part >= 0
@@ -495,6 +510,7 @@ def test_readings_are_not_consumed_unless_enabled(ch: Any, topics: TopicSettings
     assert runner.subscriptions() == [
         topics.topic_windows,
         topics.topic_dead_letters,
+        topics.topic_late,
         topics.topic_spc_signals,
         topics.topic_anomalies,
     ]
