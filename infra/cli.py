@@ -28,7 +28,7 @@ COMMAND_MODULES = [
     "streams.cli",  # run faust|flink, replay
     "streams.spc.cli",  # spc
     "streams.anomaly.cli",  # detect, backtest, nab score|run
-    "sinks.cli",  # sink, sql, migrate
+    "sinks.cli",  # sink, dead-letters, sql, migrate, metadata, rollups
 ]
 
 

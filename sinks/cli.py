@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     sink = subparsers.add_parser(
         "sink",
         help="write windows, SPC signals, anomalies and dead letters from Kafka into ClickHouse",
-        description="Consume the windows, dead-letters, SPC-signals and anomalies topics (and readings "
+        description="Consume the windows, dead-letters, late, SPC-signals and anomalies topics (and readings "
         "with MILLSTREAM_SINK_RAW_READINGS=true) and write them into ClickHouse (embedded by default: "
         "MILLSTREAM_CLICKHOUSE_URL unset). Offsets are committed after each written batch. "
         "SIGTERM/Ctrl-C flush the pending batch, commit and exit 0.",
@@ -53,6 +53,40 @@ def register(subparsers: Any) -> None:
         "--no-migrate", action="store_true", help="do not apply pending migrations and TTLs at start"
     )
     sink.set_defaults(func=run_sink)
+
+    dl = subparsers.add_parser(
+        "dead-letters", help="send dead letters back to their topics once the cause is fixed"
+    )
+    dl_sub = dl.add_subparsers(dest="dead_letters_command", required=True)
+    rep = dl_sub.add_parser(
+        "replay",
+        help="produce the chosen dead letters' original records to the topics they came from",
+        description="Read the dead-letter topic (from --since, or the beginning, to its end now) and "
+        "produce the original bytes and key of each dead letter with one of the --reason codes to the "
+        "topic it came from: after a ClickHouse migration fixed rows it refused (sink_rejected), or the "
+        "stream job and sink were upgraded to read a new schema version (unknown_schema). Records that "
+        "fail again become new dead letters. A replayed reading older than the stream job's watermark "
+        "plus the allowed lateness goes to the late topic, not into windows. Prints a JSON summary.",
+        epilog="example: millstream dead-letters replay --reason sink_rejected --since 2026-11-23T06:00Z "
+        "--dry-run",
+    )
+    rep.add_argument(
+        "--reason",
+        action="append",
+        required=True,
+        metavar="CODE",
+        help="reason code to replay (repeatable): sink_rejected, unknown_schema, invalid_record, ...",
+    )
+    rep.add_argument("--stage", default=None, help="only dead letters of this stage (windows, sink, gateway)")
+    rep.add_argument("--topic", default=None, help="only records that came from this topic")
+    rep.add_argument(
+        "--since", default=None, metavar="TIME", help="ISO 8601; dead letters written from then on"
+    )
+    rep.add_argument(
+        "--until", default=None, metavar="TIME", help="ISO 8601; dead letters written before then"
+    )
+    rep.add_argument("--dry-run", action="store_true", help="count what would be replayed, produce nothing")
+    rep.set_defaults(func=run_dead_letters_replay)
 
     mig = subparsers.add_parser(
         "migrate",
@@ -329,3 +363,20 @@ def _install_stop_signals(stop: Any) -> Any:
             signal.signal(sig, h)
 
     return restore
+
+
+def run_dead_letters_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from sinks.redrive import Selection, parse_time_ms, replay_dead_letters
+
+    selection = Selection(
+        reasons=tuple(args.reason),
+        stage=args.stage,
+        topic=args.topic,
+        since_ms=parse_time_ms(args.since, "--since") if args.since else None,
+        until_ms=parse_time_ms(args.until, "--until") if args.until else None,
+    )
+    summary = replay_dead_letters(selection, dry_run=args.dry_run)
+    print(json.dumps({"dry_run": args.dry_run, **summary.to_dict()}))
+    return 0
