@@ -157,9 +157,12 @@ class BatchWriter:
 
     def add_dead_letter(self, reason_code: str, reason: str, source: Source) -> None:
         """Buffer a dead letter for a record this sink could not handle (stage ``sink``)."""
+        self._append(DEAD_LETTERS, self._dead_letter_row(reason_code, reason, source), source)
+
+    def _dead_letter_row(self, reason_code: str, reason: str, source: Source) -> list[Any]:
         record = dead_letter_record(STAGE, reason_code, reason, source, self._clock_ms())
         record["payload_json"] = self.describe(source.payload)
-        self._append(DEAD_LETTERS, DEAD_LETTERS.to_row(record), source)
+        return DEAD_LETTERS.to_row(record)
 
     def track(self, source: Source) -> None:
         """Count a record that produced no row as covered by the next flush (its offset is committed)."""
@@ -242,11 +245,8 @@ class BatchWriter:
             result.rows[buf.table.name] = written
             for index, reason in rejected:
                 source = buf.sources[index]
-                record = dead_letter_record(
-                    STAGE, "sink_rejected", f"{buf.table.name}: {reason}", source, self._clock_ms()
-                )
-                record["payload_json"] = self.describe(source.payload)
-                batch.append(DEAD_LETTERS, DEAD_LETTERS.to_row(record), source)
+                row = self._dead_letter_row("sink_rejected", f"{buf.table.name}: {reason}", source)
+                batch.append(DEAD_LETTERS, row, source)
             result.rejected += len(rejected)
         dead = batch.buffers.get(DEAD_LETTERS.name)
         if dead is not None and dead.rows:
