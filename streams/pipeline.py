@@ -177,6 +177,10 @@ class PartitionProcessor:
         spc = spc or SpcSettings()
         self.spc = SpcOperator(spc.monitor_config())
         self.spc_sensors = spc.charted  # None: every sensor gets a chart
+        self.spc_idle_sensor, self.spc_idle_value = spc.idle_sensor, spc.idle_value
+        self._state_start: dict[str, int] = {}  # machine -> start of its last state window
+        self._idle_at: dict[str, int] = {}  # machine -> start of its last state window that read idle
+        self._spc_waiting: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # machine -> windows awaiting it
         self._analytics_dirty: set[str] = set()
         self.domain = domain or DomainMetrics()  # share one per process: one cardinality guard
         from streams.anomaly.config import AnomalySettings
@@ -365,8 +369,41 @@ class PartitionProcessor:
         return monitor
 
     def _analyse(self, key: str, window: dict[str, Any], out: Outputs, wall: int) -> None:
-        """Run the per-window analytics (SPC) on a window the operator emitted."""
-        if self.spc_sensors is not None and window["sensor"] not in self.spc_sensors:
+        """Run the per-window analytics (SPC) on a window the operator emitted.
+
+        With an idle sensor (MILLSTREAM_SPC_IDLE_SENSOR) a window is charted only when the machine's
+        state window with the same start did not read the idle value: a stopped machine is another
+        process (pressure 0.6 bar instead of 6), and a chart of the mixture only signals. The windows of
+        one machine that end together close in one watermark step, in no set order, so a window waits
+        (within that step) for its state window; one whose state window never comes (no state reading
+        in it) is charted when the machine's next window arrives.
+        """
+        idle_sensor = self.spc_idle_sensor
+        if idle_sensor and window["version"] == 0:
+            machine, start = window["machine_id"], window["window_start"]
+            if window["sensor"] == idle_sensor:
+                if window["min"] <= self.spc_idle_value <= window["max"]:
+                    self._idle_at[machine] = start
+                self._state_start[machine] = start
+                for k, w in self._spc_waiting.pop(machine, []):
+                    if w["window_start"] != self._idle_at.get(machine):
+                        self._chart(k, w, out, wall)
+            elif op_key(machine, idle_sensor) in self.meta and self._charted(window):
+                waiting = self._spc_waiting.get(machine, [])
+                while waiting and waiting[0][1]["window_start"] < start:  # their state window never came
+                    self._chart(*waiting.pop(0), out, wall)
+                if self._state_start.get(machine, start - 1) < start:
+                    self._spc_waiting.setdefault(machine, []).append((key, window))
+                    return
+                if start == self._idle_at.get(machine):
+                    return  # the machine stood still in this window
+        self._chart(key, window, out, wall)
+
+    def _charted(self, window: dict[str, Any]) -> bool:
+        return self.spc_sensors is None or window["sensor"] in self.spc_sensors
+
+    def _chart(self, key: str, window: dict[str, Any], out: Outputs, wall: int) -> None:
+        if not self._charted(window):
             return
         signals = self.spc.process_window(window)
         for sig in signals:

@@ -13,7 +13,7 @@ import sys
 
 logger = logging.getLogger(__name__)
 
-CHARTS = ("imr", "xbar-r", "xbar-s", "ewma", "cusum", "p", "np", "c", "u")
+CHARTS = ("imr", "xbar-r", "xbar-s", "ewma", "cusum", "mcewma", "p", "np", "c", "u")
 
 _EPILOG = """\
 examples (qcc data sets):

@@ -18,7 +18,8 @@ class SpcSettings(BaseSettings):
 
     chart: str = Field(
         "imr",
-        description="MILLSTREAM_SPC_CHART: imr, xbar-r, xbar-s, ewma or cusum (the stream job charts "
+        description="MILLSTREAM_SPC_CHART: imr, xbar-r, xbar-s, ewma, cusum or mcewma (moving-centerline "
+        "EWMA, for window means that drift; the stream job charts "
         "window means; the attribute charts p, np, c and u are for `millstream spc` on count data).",
     )
     rules: str = Field("we", description="MILLSTREAM_SPC_RULES: we (Western Electric), nelson or none.")
@@ -63,6 +64,16 @@ class SpcSettings(BaseSettings):
         description="MILLSTREAM_SPC_SENSORS: comma-separated sensors that get a control chart ('' = every "
         "sensor). Chart process characteristics; counters (energy, part counts) and machine states "
         "drift or jump by design and would only signal.",
+    )
+
+    idle_sensor: str = Field(
+        "",
+        description="MILLSTREAM_SPC_IDLE_SENSOR: a state sensor (e.g. machine_state) of the same machine; a "
+        "window in which it reads IDLE_VALUE is not charted, so a stopped machine's readings neither set "
+        "nor break the limits of the running process ('': every window is charted).",
+    )
+    idle_value: float = Field(
+        0.0, description="MILLSTREAM_SPC_IDLE_VALUE: the value of IDLE_SENSOR that means stopped."
     )
 
     @field_validator("chart")
@@ -130,4 +141,4 @@ class SpcSettings(BaseSettings):
         return frozenset(self.sensors.split(",")) if self.sensors else None
 
     def monitor_config(self) -> MonitorConfig:
-        return MonitorConfig(**self.model_dump(exclude={"sensors"}))
+        return MonitorConfig(**self.model_dump(exclude={"sensors", "idle_sensor", "idle_value"}))

@@ -22,7 +22,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from streams.spc.charts import Chart, Point, Subgroup, mean_moving_range, need_baseline
+from streams.spc.charts import (
+    Chart,
+    ChartConfig,
+    Point,
+    Subgroup,
+    mean_moving_range,
+    need_baseline,
+    zscore,
+)
 from streams.spc.constants import d2
 
 logger = logging.getLogger(__name__)
@@ -161,3 +169,89 @@ class CusumChart(Chart):
 
     def within_sigma(self) -> float | None:
         return None if self.limits is None else self.limits["sigma"]
+
+
+LAMBDAS = tuple(i / 20 for i in range(1, 21))  # 0.05, 0.10, ..., 1.0: the phase I search grid
+
+
+def forecast_errors(values: Sequence[float], lam: float, start: float | None = None) -> list[float]:
+    """One-step forecast errors eᵢ = xᵢ − zᵢ₋₁ of the EWMA zᵢ = λxᵢ + (1 − λ)zᵢ₋₁ (z₀ = ``start``, or the
+    first value, which then has no error)."""
+    z = start
+    out = []
+    for x in values:
+        if z is not None:
+            out.append(x - z)
+            z = lam * x + (1.0 - lam) * z
+        else:
+            z = x
+    return out
+
+
+class MovingCenterEwmaChart(Chart):
+    """Moving-centerline EWMA for autocorrelated values (Montgomery ch. 10.4, after Mastrangelo and
+    Montgomery 1991): the EWMA of the values so far forecasts the next one, x̂ᵢ = zᵢ₋₁, and each value
+    is judged against zᵢ₋₁ ± 3σₑ, σₑ the standard deviation of the one-step forecast errors
+    eᵢ = xᵢ − zᵢ₋₁. Phase I takes the λ of 0.05, 0.10, …, 1 with the least sum of squared forecast errors
+    over the baseline (λ = 1: the last value forecasts the next) and σₑ as their root mean square (or
+    ``sigma``); ``target`` starts the EWMA. A slowly wandering process (drift, temperature following
+    the ambient) stays inside its moving limits; a sudden change signals. The rules judge the errors,
+    which are close to independent when the EWMA forecasts well. Signals report the value, and the
+    forecast as the center line. No capability (Cp) from σₑ: the process sigma is not a forecast error.
+    """
+
+    kind = "mcewma"
+    primary = "mcewma"
+
+    def _estimate(self, baseline: Sequence[Subgroup]) -> dict[str, float]:
+        cfg = self.config
+        x = [s.mean for s in baseline]
+        start = cfg.target
+        need_baseline(self.kind, "values", len(x), 2 if start is None else 1)
+        sse, lam = min((math.fsum(e * e for e in forecast_errors(x, lam, start)), lam) for lam in LAMBDAS)
+        if cfg.sigma is not None:
+            sigma = cfg.sigma
+        else:
+            sigma = math.sqrt(sse / (len(x) - (start is None)))
+            if sigma == 0.0:
+                logger.warning("%s chart: the forecast errors are all 0 (constant baseline); every change "
+                               "will signal", self.kind)  # fmt: skip
+        limits = {"lam": lam, "sigma": sigma}
+        if start is not None:
+            limits["center"] = start
+        return limits
+
+    @classmethod
+    def baseline_needed(cls, config: ChartConfig) -> int:
+        """λ is always fitted: two values (one forecast error), or one with ``target``."""
+        return 2 if config.target is None else 1
+
+    def _reset_stream(self) -> None:
+        self._z: float | None = None  # None: the next value starts the EWMA (or target does)
+
+    def _stream_state(self) -> list[Any]:
+        return [self._z]
+
+    def _load_stream_state(self, state: list[Any]) -> None:
+        self._z = None if not state or state[0] is None else float(state[0])
+
+    def _judge(self, sample: Subgroup, index: int) -> Point:
+        assert self.limits is not None
+        lam, sigma = self.limits["lam"], self.limits["sigma"]
+        x = sample.mean
+        forecast = self._z if self._z is not None else self.limits.get("center")
+        if forecast is None:  # the first value: nothing to forecast it from
+            self._z = x
+            return Point(index, x, x, None, None, sigma, self.tracker.update(x, 0.0, False), None,
+                         {"forecast": x})  # fmt: skip
+        self._z = lam * x + (1.0 - lam) * forecast
+        lcl, ucl = forecast - 3.0 * sigma, forecast + 3.0 * sigma
+        beyond = x > ucl or x < lcl
+        rules = self.tracker.update(x, zscore(x, forecast, sigma), beyond)
+        return Point(index, x, forecast, lcl, ucl, sigma, rules, None, {"forecast": forecast})
+
+    def control_limits(self, n: float = 1) -> tuple[float, float | None, float | None]:
+        assert self.limits is not None
+        center = self._z if self._z is not None else self.limits.get("center", math.nan)
+        half = 3.0 * self.limits["sigma"]
+        return center, center - half, center + half

@@ -185,7 +185,7 @@ class SpcMonitor(Stateful):
             return []
         if start is not None:
             self._last_window = int(start)
-        if self.chart.kind == "imr":
+        if self.chart.kind in ("imr", "mcewma"):  # charts of individual values: the window mean is one
             sample = Subgroup(1, sample.mean)
         elif n < self.chart.min_n:
             self.skipped += 1

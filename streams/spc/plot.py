@@ -33,6 +33,7 @@ _TITLES = {
     "xbar": (r"$\bar{X}$ chart", "Subgroup mean"),
     "ewma": ("EWMA chart", "EWMA statistic"),
     "cusum": ("Tabular CUSUM chart", "Cumulative sum"),
+    "mcewma": ("Moving-centerline EWMA chart", "Individual value"),
     "p": ("p chart", "Fraction nonconforming"),
     "np": ("np chart", "Number nonconforming"),
     "c": ("c chart", "Nonconformities"),
