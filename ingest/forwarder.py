@@ -20,8 +20,9 @@ record is acknowledged, and its segment eventually deleted, only after the broke
 
 Each message may carry a ``done`` callback, called once from the forwarder thread with the
 :class:`Outcome`: DELIVERED (broker acknowledged), SPOOLED (durable in the spool per its fsync
-policy), DROPPED (a full spool refused it, overflow='drop-newest'). MQTT acknowledges a message only
-then.
+policy), DROPPED (a full spool or a full disk refused it, overflow='drop-newest', or a full disk
+that drop-oldest could not free; also a record staged for the spool that the disk then refused).
+MQTT acknowledges a message only then.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Forwarder:
         self._next_id = 0
         self._shadowed = 0  # live messages with a copy in the spool
         self._tokens: deque[tuple[int, Done]] = deque()  # (spool index, done) waiting for durability
+        self._dropped: set[int] = set()  # spool indexes a full disk refused after they were staged
         self._held: Item | None = None  # overflow='block': the record that did not fit
         self._online = True
         self._online_at = time.monotonic()
@@ -267,7 +269,9 @@ class Forwarder:
             self._held = item
             return False
         self.submitted += 1
-        if pos is None:  # counted by the spool (dropped_overflow)
+        if pos is None:  # counted by the spool (dropped_overflow), a forced one here
+            if force:
+                self.spool.count_overflow()
             if done is not None:
                 done(Outcome.DROPPED)
             return True
@@ -321,6 +325,7 @@ class Forwarder:
 
     # ------------------------------------------------------------------------------------ outcomes
     def _on_live(self, e: Live, err: KafkaError | None) -> None:
+        self._take_dropped()  # e's spool copy may be gone: its position must not be acknowledged
         if err is None:
             if e.pos is not None:
                 self.spool.ack(e.pos, e.kind, e.key)
@@ -338,7 +343,12 @@ class Forwarder:
                     self._go_offline(f"delivery failed: {err.name()}")
                 else:
                     self._shadow_live()  # copies e (still live) in send order
-            self._shadowed -= 1
+            if e.pos is not None:
+                self._shadowed -= 1
+            elif e.done is not None:  # failed, and the full disk took no copy
+                self.spool.count_overflow()
+                e.done(Outcome.DROPPED)
+                e.done = None
         self._live.pop(e.ident, None)
 
     def _on_replay(self, r: SpoolRecord, err: KafkaError | None) -> None:
@@ -366,7 +376,8 @@ class Forwarder:
             self._go_offline("the producer must be replaced")
         self._shadow_live()
         self.link.replace()  # the purged messages' outcomes arrive during this (copies stay spooled)
-        self._shadowed -= len(self._live)  # no outcome came: their spool copies will be replayed
+        # no outcome came: their spool copies will be replayed
+        self._shadowed -= sum(1 for e in self._live.values() if e.pos is not None)
         self._live.clear()
         if self._replay_inflight:
             self._replay_inflight = 0
@@ -396,6 +407,8 @@ class Forwarder:
         for e in self._live.values():  # insertion order = send order
             if e.pos is None:
                 e.pos = self.spool.append(e.kind, e.key, e.value, force=True)
+                if e.pos is None:  # a full disk took no copy; e may still succeed (counted if not)
+                    continue
                 self._shadowed += 1
                 self.spooled += 1
                 copied += 1
@@ -445,9 +458,33 @@ class Forwarder:
             self.spool.publish()
 
     def _complete(self, durable: int) -> None:
-        tokens = self._tokens
-        while tokens and tokens[0][0] <= durable:
-            tokens.popleft()[1](Outcome.SPOOLED)
+        self._take_dropped()
+        tokens, dropped = self._tokens, self._dropped
+        while tokens:
+            index = tokens[0][0]
+            if index in dropped:
+                dropped.discard(index)
+                tokens.popleft()[1](Outcome.DROPPED)
+            elif index <= durable:
+                tokens.popleft()[1](Outcome.SPOOLED)
+            else:
+                break
+        if dropped and (not tokens or min(dropped) < tokens[0][0]):
+            first = tokens[0][0] if tokens else self.spool.appended + 1
+            self._dropped = {i for i in dropped if i > first}  # those without a done callback
+
+    def _take_dropped(self) -> None:
+        """Records the spool staged and a full disk then refused: never durable (see Spool.take_dropped)."""
+        gone = self.spool.take_dropped()
+        if not gone:
+            return
+        self.spooled -= len(gone)
+        self._dropped.update(index for index, _ in gone)
+        positions = {pos for _, pos in gone}
+        for e in self._live.values():
+            if e.pos in positions:  # its copy is gone (the position may be given out again)
+                e.pos = None
+                self._shadowed -= 1
 
     def _replay(self) -> None:
         if self._rewind_needed:

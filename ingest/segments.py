@@ -15,7 +15,9 @@ ends what can be trusted in a segment.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
 import logging
 import os
 import struct
@@ -137,7 +139,8 @@ def create(directory: Path, seg_id: int, sync: bool) -> tuple[Segment, int]:
     path = segment_path(directory, seg_id)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     try:
-        os.write(fd, MAGIC)
+        if os.write(fd, MAGIC) != len(MAGIC):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if sync:
             os.fsync(fd)
             dfd = os.open(directory, os.O_RDONLY)
@@ -147,6 +150,8 @@ def create(directory: Path, seg_id: int, sync: bool) -> tuple[Segment, int]:
                 os.close(dfd)
     except OSError:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()  # a full disk: leave no empty or headless segment behind
         raise
     return Segment(seg_id, path, len(MAGIC)), fd
 
@@ -159,13 +164,14 @@ def load_cursor(directory: Path) -> Pos:
         return (0, len(MAGIC))
 
 
-def save_cursor(directory: Path, cursor: Pos) -> bool:
-    """Atomically replace the cursor file (not fsynced: losing it only replays a little more)."""
+def save_cursor(directory: Path, cursor: Pos) -> OSError | None:
+    """Atomically replace the cursor file (not fsynced: losing it only replays a little more).
+
+    Returns the error when it cannot (e.g. a full disk); the caller decides what to log."""
     tmp = directory / "CURSOR.tmp"
     try:
         tmp.write_text(f"{cursor[0]} {cursor[1]}\n")
         os.replace(tmp, directory / "CURSOR")
     except OSError as exc:
-        logger.warning("cannot save the spool cursor in %s: %s", directory, exc)
-        return False
-    return True
+        return exc
+    return None

@@ -20,6 +20,13 @@ once the broker is back (:mod:`ingest.forwarder` decides when). Files: :mod:`ing
 * **Bound** (``max_bytes``, ``overflow``): ``drop-oldest`` deletes the oldest segment,
   ``drop-newest`` refuses the new record, ``block`` raises :class:`SpoolFull` so the caller stops
   taking input. Every dropped record is counted.
+* **A full disk** (ENOSPC, EDQUOT) is a smaller bound: a partly written batch is cut back to its
+  last whole frame (``ftruncate`` needs no space); ``drop-oldest`` deletes the oldest written
+  segments (never the one being written nor one with records out for replay) and writes again, and
+  drops the unwritten records when nothing is left to delete; ``drop-newest`` drops them;
+  ``block`` keeps them staged and raises :class:`SpoolFull` until a write succeeds again. Staged
+  records dropped this way had positions: :meth:`Spool.take_dropped` tells the owner which, so it
+  reports them dropped, never durable. Opening needs no free space.
 * **Per-key order.** :attr:`Spool.pending_keys` counts unacknowledged records per key (machine)
   of the tracked kinds, so a forwarder can send a machine's new readings behind its spooled ones.
 
@@ -29,6 +36,7 @@ Not thread-safe: one owner thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -50,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 _READ_CHUNK = 1 << 20
 CURSOR_EVERY_S = 1.0
+FULL_RETRY_S = 1.0  # a full disk: drop-newest and block try a write again after this long
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 SPOOLED = PromCounter("millstream_gateway_spooled", "Records written to the store-and-forward spool.")
 SPOOL_DROPPED = PromCounter(
@@ -68,7 +78,8 @@ class SpoolError(GatewayError):
 
 
 class SpoolFull(GatewayError):
-    """overflow='block' and the record does not fit: stop taking input until replay frees space."""
+    """overflow='block' and the record does not fit (bound or full disk): stop taking input until
+    replay frees space."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,12 @@ class Spool:
         self._writer: Segment | None = None
         self._wfd: int | None = None
         self._wbuf = bytearray()
+        self._staged: deque[tuple[int, int, int, int, bytes | None]] = deque()  # (index, off, n, kind, key)
+        self._written = 0  # index of the last record written to the OS
+        self._dropped: list[tuple[int, Pos]] = []  # staged records dropped by a full disk: (index, pos)
+        self._full = False  # the last write failed for lack of space
+        self._full_logged = False
+        self._retry_at = 0.0
         self._rseg = 0
         self._roff = len(MAGIC)
         self._rfd: tuple[int, int] | None = None  # (segment id, fd)
@@ -103,6 +120,7 @@ class Spool:
         self._cursor: Pos = (0, len(MAGIC))
         self._cursor_saved: Pos = self._cursor
         self._cursor_at = 0.0
+        self._cursor_failing = False
         self._lock_fd: int | None = None
         self._last_fsync = time.monotonic()
         self._unsynced = False
@@ -156,8 +174,8 @@ class Spool:
         return self
 
     def _check_free_space(self) -> None:
-        """A disk that fills before ``max_bytes`` stops the gateway (a write fails: exit 1) instead
-        of applying the overflow policy: say so at start, while it can still be fixed."""
+        """A disk that fills before ``max_bytes`` makes the spool smaller than configured (the
+        overflow policy then applies at the disk's size): say so at start."""
         try:
             free = shutil.disk_usage(self.dir).free
         except OSError:
@@ -165,8 +183,8 @@ class Spool:
         if free + self.total_bytes < self.settings.max_bytes:
             logger.warning(
                 "spool %s: max_bytes is %d but only %d bytes are free there: a long broker outage would "
-                "fill the disk and stop the gateway before the overflow policy (%s) applies; lower "
-                "spool.max_bytes or free space",
+                "fill the disk first and the overflow policy (%s) would apply at that smaller size; "
+                "lower spool.max_bytes or free space",
                 self.dir,
                 self.settings.max_bytes,
                 free + self.total_bytes,
@@ -204,10 +222,15 @@ class Spool:
     def append(self, kind: int, key: bytes | None, value: bytes, *, force: bool = False) -> Pos | None:
         """Stage one record; returns its position, or None when overflow='drop-newest' refused it.
 
-        ``force`` ignores the size bound (for the few messages already handed to the producer).
-        Raises :class:`SpoolFull` with overflow='block'."""
+        ``force`` ignores the size bound (for the few messages already handed to the producer); on
+        a full disk it may still return None, uncounted. Raises :class:`SpoolFull` with
+        overflow='block'."""
         frame = encode_frame(kind, key, value)
         n = len(frame)
+        policy = self.settings.overflow
+        if not force and self._full and policy != "drop-oldest" and time.monotonic() < self._retry_at:
+            self._refuse()
+            return None
         if not force and self.total_bytes + n > self.settings.max_bytes:
             policy = self.settings.overflow
             if policy == "drop-newest":
@@ -221,17 +244,39 @@ class Spool:
                 pass
         seg = self._writer
         if seg is None or seg.size + n > self.settings.segment_bytes:
+            if self._wbuf and not force and policy == "block":
+                self.commit()  # rolling would drop what the full disk did not take yet
+                if self._wbuf:
+                    self._refuse()
             seg = self._roll()
+            if seg is None:  # no room for a new segment
+                self._refuse(force)
+                return None
         pos = (seg.seg_id, seg.size)
         self._wbuf += frame
         seg.size += n
         self.total_bytes += n
         self._count_in(seg, kind, key)
         self.appended += 1
-        SPOOLED.inc()
+        self._staged.append((self.appended, pos[1], n, kind, key))
         if len(self._wbuf) >= _READ_CHUNK:
             self.commit()
         return pos
+
+    def _refuse(self, force: bool = False) -> None:
+        """The disk is full and nothing could be freed: block, or drop the new record. A forced
+        record is the caller's to count (:meth:`count_overflow`): it may still be delivered."""
+        if force:
+            return
+        if self.settings.overflow == "block":
+            msg = f"the spool {self.dir} is full (no space left on its disk)"
+            raise SpoolFull(msg)
+        self.count_overflow()
+
+    def count_overflow(self, n: int = 1) -> None:
+        """Count records lost to a full spool or disk."""
+        self.dropped_overflow += n
+        SPOOL_DROPPED.labels("overflow").inc(n)
 
     def _count_in(self, seg: Segment, kind: int, key: bytes | None) -> None:
         seg.records += 1
@@ -240,14 +285,21 @@ class Spool:
             seg.keys[key] += 1
             self.pending_keys[key] += 1
 
-    def _roll(self) -> Segment:
+    def _roll(self) -> Segment | None:
+        """A new writer segment; None when the disk is full and nothing could be freed."""
         self._finish_writer()
-        seg_id = max(self._segments, default=self._cursor[0]) + 1
-        try:
-            seg, fd = segments.create(self.dir, seg_id, sync=self.settings.fsync != "never")
-        except OSError as exc:
-            msg = f"cannot create a spool segment in {self.dir}: {exc}"
-            raise SpoolError(msg) from exc
+        while True:
+            seg_id = max(self._segments, default=self._cursor[0]) + 1
+            try:
+                seg, fd = segments.create(self.dir, seg_id, sync=self.settings.fsync != "never")
+                break
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    msg = f"cannot create a spool segment in {self.dir}: {exc}"
+                    raise SpoolError(msg) from exc
+                self._filled(exc)
+                if not (self.settings.overflow == "drop-oldest" and self._free_oldest()):
+                    return None
         self._segments[seg_id] = seg
         self._writer, self._wfd = seg, fd
         self.total_bytes += len(MAGIC)
@@ -260,6 +312,8 @@ class Spool:
         if writer is None:
             return
         self.commit(sync=self.settings.fsync != "never")
+        if self._wbuf:  # the disk is full (overflow='block'): a closed writer cannot keep them
+            self._drop_staged()
         if self._wfd is not None:
             os.close(self._wfd)
         self._writer, self._wfd = None, None
@@ -268,20 +322,10 @@ class Spool:
     def commit(self, sync: bool | None = None) -> int:
         """Write staged records to the OS and fsync per policy (``sync`` forces the choice).
 
-        Returns :attr:`durable`: every record appended up to that index is spooled for good."""
+        Returns :attr:`durable`: every record appended up to that index is spooled for good, except
+        those :meth:`take_dropped` reports (a full disk refused them)."""
         if self._wbuf and self._wfd is not None and self._writer is not None:
-            view = memoryview(self._wbuf)
-            try:
-                while view:
-                    view = view[os.write(self._wfd, view) :]
-            except OSError as exc:
-                msg = f"cannot write to the spool {self.dir}: {exc}"
-                raise SpoolError(msg) from exc
-            finally:
-                view.release()
-            self._writer.written = self._writer.size
-            self._wbuf.clear()
-            self._unsynced = True
+            self._write_staged(self._writer, self._wfd)
         policy = self.settings.fsync
         if sync is None:
             now = time.monotonic()
@@ -293,8 +337,119 @@ class Spool:
             self._last_fsync = time.monotonic()
             self._unsynced = False
         if policy == "never" or not self._unsynced:
-            self.durable = self.appended
+            self.durable = self._written
         return self.durable
+
+    def _write_staged(self, writer: Segment, fd: int) -> None:
+        """Write the staged frames; on a full disk cut a torn frame off and apply the policy."""
+        while self._wbuf:
+            done = 0
+            view = memoryview(self._wbuf)
+            try:
+                while done < len(view):
+                    done += os.write(fd, view[done:])
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    msg = f"cannot write to the spool {self.dir}: {exc}"
+                    raise SpoolError(msg) from exc
+                full: OSError | None = exc
+            else:
+                full = None
+            finally:
+                view.release()
+            if full is None:
+                self._written_out(writer, len(self._staged), done)
+                self._full = False
+                self._space_back()
+                return
+            kept = cut = 0  # the whole frames the disk took
+            for _, _, n, _, _ in self._staged:
+                if cut + n > done:
+                    break
+                kept, cut = kept + 1, cut + n
+            if cut < done:
+                try:
+                    os.ftruncate(fd, writer.written + cut)  # O_APPEND: the next write goes here
+                except OSError as exc:
+                    msg = f"cannot cut a torn write off the spool segment {writer.path}: {exc}"
+                    raise SpoolError(msg) from exc
+            self._written_out(writer, kept, cut)
+            self._filled(full)
+            policy = self.settings.overflow
+            if policy == "drop-oldest" and self._free_oldest():
+                continue
+            if policy != "block":
+                self._drop_staged()
+            return
+
+    def _written_out(self, writer: Segment, records: int, nbytes: int) -> None:
+        if not records:
+            return
+        for _ in range(records):
+            self._written = self._staged.popleft()[0]
+        del self._wbuf[:nbytes]
+        writer.written += nbytes
+        self._unsynced = True
+        SPOOLED.inc(records)
+
+    def _drop_staged(self) -> None:
+        """The disk took none of the staged records: forget them, count them, tell the owner."""
+        writer = self._writer
+        if writer is None:
+            return
+        for index, off, n, kind, key in self._staged:
+            writer.records -= 1
+            self.pending -= 1
+            if key is not None and kind in self.tracked:
+                writer.keys[key] -= 1
+                if writer.keys[key] <= 0:
+                    del writer.keys[key]
+                self.pending_keys[key] -= 1
+                if self.pending_keys[key] <= 0:
+                    del self.pending_keys[key]
+            writer.size -= n
+            self.total_bytes -= n
+            self._dropped.append((index, (writer.seg_id, off)))
+        lost = len(self._staged)
+        self.dropped_overflow += lost
+        SPOOL_DROPPED.labels("overflow").inc(lost)
+        self._staged.clear()
+        self._wbuf.clear()
+
+    def take_dropped(self) -> list[tuple[int, Pos]]:
+        """Records :meth:`append` accepted that a full disk then refused: (append index, position).
+
+        Each is reported once; it was never durable, and its position may be given out again."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
+
+    def _filled(self, exc: OSError) -> None:
+        self._full = True
+        self._retry_at = time.monotonic() + FULL_RETRY_S
+        if not self._full_logged:
+            self._full_logged = True
+            logger.warning(
+                "spool %s: the disk is full (%s): the spool holds what fits there; overflow policy %s "
+                "(pending %d records, %d bytes)",
+                self.dir,
+                exc.strerror,
+                self.settings.overflow,
+                self.pending,
+                self.total_bytes,
+            )
+
+    def _space_back(self) -> None:
+        """After the disk was full: once a segment fits again, say so (drop-oldest keeps the disk
+        nearly full during an outage, so a successful write alone does not tell)."""
+        if not self._full_logged:
+            return
+        try:
+            free = shutil.disk_usage(self.dir).free
+        except OSError:
+            return
+        if free >= self.settings.segment_bytes:
+            self._full_logged = False
+            logger.warning("spool %s: space on its disk again (%d bytes free)", self.dir, free)
 
     # ------------------------------------------------------------------------------------ reading
     def read(self, max_records: int) -> list[SpoolRecord]:
@@ -430,16 +585,28 @@ class Spool:
     def _maybe_delete(self, seg: Segment) -> None:
         if seg is not self._writer and seg.records == 0 and seg.seg_id in self._segments:
             self._delete(seg)
+            self._space_back()  # acknowledged, not dropped: the disk may have room again
 
     def _delete(self, seg: Segment) -> None:
         with contextlib.suppress(FileNotFoundError):
             seg.path.unlink()
+        self._retry_at = 0.0  # space freed: a full disk may take a write again
         del self._segments[seg.seg_id]
         self.total_bytes -= seg.size
         if self._preacked:
             self._preacked = {p for p in self._preacked if p[0] != seg.seg_id}
         if self._rseg == seg.seg_id:
             self._next_segment()
+
+    def _free_oldest(self) -> bool:
+        """A full disk, drop-oldest: delete the oldest segment unless it is the one being written
+        or has records out for replay (their outcome is pending). False: nothing to free."""
+        oldest = next(iter(self._segments), None)
+        if oldest is None or self._segments[oldest] is self._writer:
+            return False
+        if any(e[0] == oldest for e in self._outstanding):
+            return False
+        return self._drop_oldest()
 
     def _drop_oldest(self) -> bool:
         """Overflow: delete the oldest segment with its unacknowledged records. False: nothing left."""
@@ -472,8 +639,19 @@ class Spool:
         now = time.monotonic()
         if not force and now - self._cursor_at < CURSOR_EVERY_S:
             return
-        if segments.save_cursor(self.dir, self._cursor):
-            self._cursor_saved, self._cursor_at = self._cursor, now
+        err = segments.save_cursor(self.dir, self._cursor)
+        self._cursor_at = now
+        if err is None:
+            self._cursor_saved = self._cursor
+            self._cursor_failing = False
+        elif not self._cursor_failing:  # once, not every second while the disk is full
+            self._cursor_failing = True
+            logger.warning(
+                "cannot save the spool cursor in %s: %s (until it can, a restart replays acknowledged "
+                "records of partly acknowledged segments again)",
+                self.dir,
+                err,
+            )
 
     def _publish(self) -> None:
         SPOOL_BYTES.set(self.total_bytes)
