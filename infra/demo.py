@@ -31,20 +31,32 @@ EXAMPLE_SQL = [
         "WHERE sensor = 'temperature' AND window_end > now() - INTERVAL 1 HOUR GROUP BY machine_id "
         "ORDER BY peak DESC LIMIT 5",
     ),
+    (
+        "Process performance (Ppk) per minute against the spec limits in machines (loaded by the demo)",
+        "SELECT r.machine_id, r.sensor, r.bucket, "
+        "round(least(m.usl - r.mean, r.mean - m.lsl) / (3 * r.std), 2) AS ppk FROM v_rollup_1m AS r "
+        "INNER JOIN (SELECT machine_id, sensor, lsl, usl FROM machines FINAL) AS m "
+        "USING (machine_id, sensor) "
+        "WHERE r.std > 0 AND m.lsl IS NOT NULL AND m.usl IS NOT NULL ORDER BY ppk LIMIT 10",
+    ),
 ]
 
 
-def _count_windows(pipe: LocalPipeline, since_ms: int) -> int:
+def _results(pipe: LocalPipeline, since_ms: int) -> tuple[int, int]:
+    """Loads the simulated plant's metadata (units, spec limits) into ``machines``; returns that row
+    count and the windows written since ``since_ms``."""
+    from sinks import metadata
     from sinks.clickhouse import ClickHouseSettings, connect
 
     client = connect(ClickHouseSettings(url=f"chdb://{pipe.clickhouse_path}"))
     try:
+        loaded = metadata.load(client, pipe.metadata_path)
         rows = client.query(
             "SELECT count() FROM window_aggregates FINAL "
             "WHERE emitted_at >= fromUnixTimestamp64Milli({t:Int64})",
             parameters={"t": since_ms},
         ).result_rows
-        return int(rows[0][0])
+        return loaded, int(rows[0][0])
     finally:
         client.close()
 
@@ -130,7 +142,7 @@ def run_demo(duration_s: float, machines: int, rate_hz: float, as_json: bool) ->
         pipe.stop("gateway")
         pipe.stop("windows")
         pipe.stop("sink")
-        summary["windows_in_clickhouse"] = _count_windows(pipe, started_ms)
+        summary["machine_sensors_loaded"], summary["windows_in_clickhouse"] = _results(pipe, started_ms)
         summary["clickhouse"] = f"chdb://{pipe.clickhouse_path}"
         summary["logs"] = str(pipe.logs)
     ok = (
@@ -156,6 +168,7 @@ def _print_human(s: dict[str, Any]) -> None:
     out.print(f"  dead letters           {s['dead_letters']:>10,}")
     out.print(f"  late readings          {s['late_readings']:>10,}")
     out.print(f"  SPC signals            {s['spc_signals']:>10,}")
+    out.print(f"  machine metadata rows  {s['machine_sensors_loaded']:>10,}")
     targets = ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in sorted(s["prometheus_targets"].items()))
     out.print(f"  Prometheus             {s['prometheus_url']} ({targets}); stopped with the demo")
     out.print(f"  logs                   {s['logs']}")

@@ -119,6 +119,11 @@ class LocalPipeline:
     def start_worker(self) -> ManagedProcess:
         return self._start("windows", ["run", "faust", "--metrics-port", str(self.ports["windows"])])
 
+    @property
+    def metadata_path(self) -> Path:
+        """The simulated plant's machine/sensor metadata, written by the simulator at start."""
+        return self.data_dir / "machines.csv"
+
     def start_gateway(
         self, duration_s: float, machines: int, rate_hz: float, seed: int = 7
     ) -> ManagedProcess:
@@ -137,6 +142,8 @@ class LocalPipeline:
                 str(seed),
                 "--labels",
                 str(self.data_dir / "fault-labels.jsonl"),
+                "--metadata",
+                str(self.metadata_path),
                 "--metrics-port",
                 str(self.ports["gateway"]),
             ],

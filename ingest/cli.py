@@ -130,6 +130,12 @@ def _register_simulate(kinds: Any) -> None:
     p.add_argument("--rate", type=float, default=None, help="scans per second per machine")
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same signals)")
     p.add_argument("--labels", type=Path, default=None, help="write ground-truth fault labels (JSONL) here")
+    p.add_argument(
+        "--metadata",
+        type=Path,
+        default=None,
+        help="write the plant's machines, sensors and spec limits (CSV for `millstream metadata load`)",
+    )
     p.add_argument("--max-scans", type=int, default=None, help="stop after N scans in total")
     p.add_argument(
         "--fault-probability",

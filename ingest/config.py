@@ -148,6 +148,11 @@ class SimulatorSettings(BaseSettings):
         description="MILLSTREAM_SIM_LABELS_PATH: JSONL file for the ground-truth fault labels; unset: "
         "none written.",
     )
+    metadata_path: NonEmptyPath | None = Field(
+        None,
+        description="MILLSTREAM_SIM_METADATA_PATH: CSV of the simulated plant's machines and sensors (units, "
+        "specification limits) for `millstream metadata load`, written at start; unset: none written.",
+    )
     duration_s: float | None = Field(
         None,
         gt=0,

@@ -14,4 +14,4 @@ class ProduceError(GatewayError):
 
 
 class LabelWriteError(GatewayError):
-    """The simulator could not write its ground-truth fault labels."""
+    """The simulator could not write its ground-truth fault labels or its plant's metadata."""

@@ -39,6 +39,7 @@ SIMULATOR_FLAGS = {  # field -> argparse dest (the flag is --dest with '-' for '
     "rate_hz": "rate",
     "seed": "seed",
     "labels_path": "labels",
+    "metadata_path": "metadata",
     "duration_s": "duration",
     "max_scans": "max_scans",
     "fault_probability": "fault_probability",

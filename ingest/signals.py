@@ -34,17 +34,21 @@ import numpy.typing as npt
 class SensorSpec:
     name: str
     unit: str  # UCUM-style
+    # Specification limits of the simulated plant (what a quality engineer would load as metadata).
+    lsl: float | None = None
+    usl: float | None = None
+    description: str = ""
 
 
 DEFAULT_SENSORS = (
-    SensorSpec("vibration_rms", "mm/s"),
-    SensorSpec("temperature", "Cel"),
-    SensorSpec("pressure", "bar"),
-    SensorSpec("current", "A"),
-    SensorSpec("energy", "kWh"),  # monotone counter
-    SensorSpec("noise", "dB"),
-    SensorSpec("part_count", "1"),  # monotone counter
-    SensorSpec("machine_state", "1"),  # 0 idle, 1 running, 2 fault
+    SensorSpec("vibration_rms", "mm/s", 0.0, 4.5, "bearing housing vibration, RMS velocity"),
+    SensorSpec("temperature", "Cel", 15.0, 80.0, "motor winding temperature"),
+    SensorSpec("pressure", "bar", 5.0, 7.0, "hydraulic line pressure"),
+    SensorSpec("current", "A", 0.0, 20.0, "motor current"),
+    SensorSpec("energy", "kWh", description="energy meter (monotone counter)"),
+    SensorSpec("noise", "dB", 40.0, 85.0, "sound pressure level at the machine"),
+    SensorSpec("part_count", "1", description="parts made (monotone counter)"),
+    SensorSpec("machine_state", "1", description="0 idle, 1 running, 2 fault"),
 )
 ANALOG = ("vibration_rms", "temperature", "pressure", "current", "noise")
 

@@ -16,9 +16,12 @@ off by the end of the run, with ``"truncated": true``)::
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -226,6 +229,32 @@ class LabelWriter:
             self._fh = None
 
 
+METADATA_COLUMNS = ("plant", "line", "machine_id", "sensor", "unit", "lsl", "usl", "description")
+
+
+def write_metadata(path: Path, machines: Sequence[Machine], sensors: Sequence[SensorSpec]) -> int:
+    """The plant's machine/sensor metadata as a CSV for ``millstream metadata load``; returns the rows.
+
+    Written to a hidden file moved into place, so a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("w", encoding="utf-8", newline="") as fh:
+            out = csv.writer(fh, lineterminator="\n")
+            out.writerow(METADATA_COLUMNS)
+            for m in machines:
+                for s in sensors:
+                    limits = ("" if v is None else repr(v) for v in (s.lsl, s.usl))
+                    out.writerow((m.plant, m.line, m.machine_id, s.name, s.unit, *limits, s.description))
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        msg = f"cannot write the plant's metadata to {path}: {exc}"
+        raise LabelWriteError(msg) from exc
+    return len(machines) * len(sensors)
+
+
 def run_simulation(
     sim: PlantSimulator, sink: ScanSink, stop: threading.Event | None = None, result: RunResult | None = None
 ) -> RunResult:
@@ -245,6 +274,8 @@ def run_simulation(
     period_s = 1.0 / s.rate_hz
     start_ms = s.start_ms if s.start_ms is not None else time.time_ns() // 1_000_000
     max_ticks = math.ceil(s.duration_s * s.rate_hz) if (s.fast and s.duration_s) else None
+    if s.metadata_path is not None:
+        write_metadata(s.metadata_path, sim.machines, sim.sensors)
     writer = LabelWriter(s.labels_path)
     t0 = last_poll = time.monotonic()
     seq = 0

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.demo import EXAMPLE_SQL
+from sinks.clickhouse import ClickHouseSettings, connect
+
 pytestmark = pytest.mark.integration
 
 
@@ -45,7 +48,19 @@ def test_demo_json_contract_and_clean_shutdown(tmp_path: Path) -> None:
     assert summary["windows_in_clickhouse"] > 0
     assert summary["prometheus_up"] is True
     assert summary["dead_letters"] == 0
+    assert summary["machine_sensors_loaded"] == 4 * 8  # the simulated plant's metadata, with spec limits
     assert _processes_mentioning(str(tmp_path / "demo-data")) == [], "the demo left processes running"
+    # Every query the demo suggests runs and finds rows (the Ppk example needs the loaded spec limits).
+    client = connect(ClickHouseSettings(url=summary["clickhouse"]))
+    try:
+        for title, sql in EXAMPLE_SQL:
+            assert client.query(sql).result_rows, title
+        specs = client.query(
+            "SELECT sensor, lsl, usl FROM machines FINAL WHERE machine_id = 'm001'"
+        ).result_rows
+    finally:
+        client.close()
+    assert ("pressure", 5.0, 7.0) in specs and ("energy", None, None) in specs
 
 
 def _start_demo(data: Path, duration: str) -> subprocess.Popen[str]:

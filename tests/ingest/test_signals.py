@@ -171,37 +171,40 @@ def test_fault_labels_match_the_signals(run: Run) -> None:
         )
 
 
+class RecordingSink:
+    """Keeps (machine, event time, seq) of every scan the simulator sends."""
+
+    def __init__(self) -> None:
+        self.scans: list[tuple[str, int, int]] = []
+
+    def machine(self, plant: str, line: str, machine_id: str, gateway_id: str, sensors: object) -> object:
+        return machine_id
+
+    def send_scan(
+        self,
+        m: object,
+        event_time: int,
+        seq: int,
+        lot_id: object,
+        values: object,
+        qualities: object = None,
+    ) -> None:
+        self.scans.append((str(m), event_time, seq))
+
+    def tick_encoder(self, layouts: list[object]) -> list[object]:
+        return layouts
+
+    def send_scans(
+        self, tick: list[object], event_time: int, first_seq: int, lots: object, values: object,
+        qualities: object = None,
+    ) -> None:  # fmt: skip
+        self.scans += [(str(m), event_time, first_seq + i) for i, m in enumerate(tick)]
+
+    def poll(self, timeout: float = 0.0) -> None:
+        return None
+
+
 def test_labels_are_well_formed_and_written_as_jsonl(tmp_path: Path) -> None:
-    class Sink:
-        def __init__(self) -> None:
-            self.scans: list[tuple[str, int, int]] = []
-
-        def machine(self, plant: str, line: str, machine_id: str, gateway_id: str, sensors: object) -> object:
-            return machine_id
-
-        def send_scan(
-            self,
-            m: object,
-            event_time: int,
-            seq: int,
-            lot_id: object,
-            values: object,
-            qualities: object = None,
-        ) -> None:
-            self.scans.append((str(m), event_time, seq))
-
-        def tick_encoder(self, layouts: list[object]) -> list[object]:
-            return layouts
-
-        def send_scans(
-            self, tick: list[object], event_time: int, first_seq: int, lots: object, values: object,
-            qualities: object = None,
-        ) -> None:  # fmt: skip
-            self.scans += [(str(m), event_time, first_seq + i) for i, m in enumerate(tick)]
-
-        def poll(self, timeout: float = 0.0) -> None:
-            return None
-
     path = tmp_path / "labels" / "faults.jsonl"
     settings = SimulatorSettings(
         machines=4,
@@ -212,7 +215,7 @@ def test_labels_are_well_formed_and_written_as_jsonl(tmp_path: Path) -> None:
         labels_path=path,
         duration_s=900,
     )
-    sink = Sink()
+    sink = RecordingSink()
     result = run_simulation(PlantSimulator(settings), sink)  # type: ignore[arg-type]
     assert result.ticks == 1800 and result.scans == 1800 * 4 and result.values == 1800 * 4 * 8
     times = {t for _, t, _ in sink.scans}
@@ -246,3 +249,34 @@ def test_sensor_selection_and_naming() -> None:
     assert (machines[10].line, machines[24].line, machines[24].machine_id) == ("l2", "l3", "m025")
     r = simulate(200, sensors=10, machines=2)
     assert r.values.shape == (200, 2, 10) and np.isfinite(r.values).all()
+
+
+def test_the_plant_metadata_loads_with_its_spec_limits_and_a_run_writes_it(tmp_path: Path) -> None:
+    """``--metadata``: one row per machine and sensor that ``millstream metadata load`` accepts, with the
+    simulated process's specification limits (the analog sensors) and none for counters and state."""
+    from sinks.metadata import read_csv
+
+    path = tmp_path / "plant" / "machines.csv"
+    settings = SimulatorSettings(
+        machines=3, sensors=10, machines_per_line=2, metadata_path=path, max_scans=3, fast_forward=True
+    )
+    sink = RecordingSink()
+    run_simulation(PlantSimulator(settings), sink)
+    assert len(sink.scans) == 3
+    rows = read_csv(path, loaded_at_ms=0)
+    by_key = {(r[2], r[3]): r for r in rows}
+    assert len(rows) == 3 * 10 and len(by_key) == 30
+    assert by_key[("m003", "pressure")][:7] == ["p1", "l2", "m003", "pressure", "bar", 5.0, 7.0]
+    assert by_key[("m001", "machine_state")][5:7] == [None, None]
+    assert by_key[("m001", "aux_02")][4:7] == ["1", None, None]
+    assert [p.name for p in path.parent.iterdir()] == ["machines.csv"]  # no partial file left
+
+
+def test_metadata_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    from ingest.exceptions import LabelWriteError
+    from ingest.simulator import write_metadata
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(LabelWriteError, match=r"cannot write the plant's metadata to .*machines.csv"):
+        write_metadata(blocker / "machines.csv", plant_layout("p1", 2, 10), DEFAULT_SENSORS)
