@@ -32,12 +32,9 @@ EXAMPLE_SQL = [
         "ORDER BY peak DESC LIMIT 5",
     ),
     (
-        "Process performance (Ppk) per minute against the spec limits in machines (loaded by the demo)",
-        "SELECT r.machine_id, r.sensor, r.bucket, "
-        "round(least(m.usl - r.mean, r.mean - m.lsl) / (3 * r.std), 2) AS ppk FROM v_rollup_1m AS r "
-        "INNER JOIN (SELECT machine_id, sensor, lsl, usl FROM machines FINAL) AS m "
-        "USING (machine_id, sensor) "
-        "WHERE r.std > 0 AND m.lsl IS NOT NULL AND m.usl IS NOT NULL ORDER BY ppk LIMIT 10",
+        "Least capable processes (Cpk, Ppk) against the spec limits the demo loaded into machines",
+        "SELECT machine_id, sensor, period_start, windows, round(cpk, 2) AS cpk, round(ppk, 2) AS ppk "
+        "FROM v_capability WHERE cpk IS NOT NULL ORDER BY cpk LIMIT 10",
     ),
 ]
 

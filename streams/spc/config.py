@@ -53,7 +53,8 @@ class SpcSettings(BaseSettings):
     lsl: float | None = Field(
         None,
         description="MILLSTREAM_SPC_LSL: lower specification limit; kept with the monitor, not published "
-        "(capability: `millstream spc --lsl`, or metadata spec limits in ClickHouse); needs one SENSORS.",
+        "(capability: `millstream spc --lsl`, or `v_capability` with the spec limits of `machines`); "
+        "needs one SENSORS.",
     )
     usl: float | None = Field(
         None, description="MILLSTREAM_SPC_USL: upper specification limit; as MILLSTREAM_SPC_LSL."
