@@ -113,6 +113,24 @@ def spc() -> dict[str, Any]:
             span=24,
             machine_links=True,
         ),
+        table_panel(
+            "Least capable processes (24 h, per hour)",
+            ch(
+                "SELECT period_start, plant, line, machine_id, sensor, windows, round(cpk, 2) AS cpk, "
+                "round(ppk, 2) AS ppk, round(cp, 2) AS cp, round(pp, 2) AS pp, round(mean, 4) AS mean, "
+                "lsl, usl "
+                "FROM v_capability WHERE plant IN (${plant:singlequote}) AND cpk IS NOT NULL "
+                "ORDER BY cpk ASC LIMIT 100"
+            ),
+            description=(
+                "View v_capability: Cp/Cpk from the spread within windows, Pp/Ppk from the hour's overall "
+                "spread, against the specification limits of the machines table (millstream metadata load). "
+                "Cpk below 1.33 is the usual call to act; Ppk well below Cpk: the mean wanders between "
+                "windows."
+            ),
+            span=24,
+            machine_links=True,
+        ),
     )
     return b.to_dict()
 

@@ -402,9 +402,11 @@ def live(
             # 2. The sink stops (it holds the embedded ClickHouse); the stream job and the gateway go
             # on: the dashboards with ClickHouse variables, their values read from the sink's tables.
             pipe.stop("sink")
+            from sinks import metadata
             from sinks.clickhouse import ClickHouseSettings, connect
 
             client = connect(ClickHouseSettings(url=f"chdb://{pipe.clickhouse_path}"))
+            metadata.load(client, pipe.metadata_path)  # the simulated plant's spec limits: v_capability
             later = [b for b in BOARDS.values() if b["uid"] in CH_VARIABLE_BOARDS]
             while True:
                 pipe.check_alive("windows", "gateway")
@@ -545,8 +547,11 @@ def test_every_alert_lands_in_clickhouse_through_the_sink(live: dict[str, Any]) 
 
 
 # Tables the run fills: windows from the simulator, dead letters from the bad records, alerts from
-# Alertmanager. Panels over the others (anomalies, raw readings, metadata) may be empty here.
-FILLED_BY_THE_RUN = ("window_aggregates", "dead_letters", "alerts", "v_machine_latest", "v_rollup_1h")
+# Alertmanager, capability from those windows and the simulator's metadata loaded above. Panels over
+# the others (anomalies, raw readings) may be empty here.
+FILLED_BY_THE_RUN = (
+    "window_aggregates", "dead_letters", "alerts", "v_machine_latest", "v_rollup_1h", "v_capability"
+)  # fmt: skip
 
 
 def test_clickhouse_panels_run_on_the_data_of_the_run(live: dict[str, Any]) -> None:
