@@ -1,0 +1,66 @@
+"""The metadata-load Job (component k8s/components/metadata): it loads the file the overlay ships, and
+the dev overlay ships the metadata of the plant its gateway simulates."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Obj, config_env, named
+
+from ingest.config import SimulatorSettings
+from ingest.signals import sensor_specs
+from ingest.simulator import plant_layout, write_metadata
+from sinks.metadata import read_csv
+
+
+def _job_and_file(objs: list[Obj]) -> tuple[Obj, str]:
+    """The Job, and the content of the ConfigMap key its command loads."""
+    job = named(objs, "Job", "metadata-load")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    path = Path(container["args"][-1])
+    assert container["args"][:2] == ["metadata", "load"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[str(path.parent)])
+    cm = named(objs, "ConfigMap", volume["configMap"]["name"])
+    assert path.name in cm["data"], f"{cm['metadata']['name']} has no key {path.name}"
+    return job, cm["data"][path.name]
+
+
+def test_the_dev_job_loads_the_metadata_of_the_plant_the_gateway_simulates(
+    rendered: dict[str, list[Obj]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objs = rendered["dev"]
+    _, shipped = _job_and_file(objs)
+    gateway = named(objs, "Deployment", "gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    env = {**config_env(objs), **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
+    for name in [n for n in os.environ if n.startswith("MILLSTREAM_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("MILLSTREAM_SIM_"):
+            monkeypatch.setenv(name, value)
+    sim = SimulatorSettings()
+    expected = tmp_path / "machines.csv"
+    write_metadata(
+        expected, plant_layout(sim.plant, sim.machines, sim.machines_per_line), sensor_specs(sim.sensors)
+    )
+    assert shipped == expected.read_text(encoding="utf-8")
+    loaded = tmp_path / "shipped.csv"
+    loaded.write_text(shipped, encoding="utf-8")
+    assert len(read_csv(loaded, 0)) == sim.machines * sim.sensors  # `millstream metadata load` accepts it
+
+
+def test_the_job_is_a_clickhouse_client_like_the_migrate_job(rendered: dict[str, list[Obj]]) -> None:
+    """Same ClickHouse settings, password and network access as the migrate Job, which reaches ClickHouse."""
+    objs = rendered["dev"]
+    job, _ = _job_and_file(objs)
+    migrate = named(objs, "Job", "migrate")
+    pods = [j["spec"]["template"] for j in (job, migrate)]
+    label = "millstream.io/clickhouse-client"
+    assert pods[0]["metadata"]["labels"][label] == pods[1]["metadata"]["labels"][label] == "true"
+    for key in ("envFrom", "env"):
+        assert pods[0]["spec"]["containers"][0][key] == pods[1]["spec"]["containers"][0][key]
+    assert pods[0]["spec"]["serviceAccountName"] == pods[1]["spec"]["serviceAccountName"]
