@@ -61,11 +61,15 @@ class StackSettings(BaseSettings):
 
 # ---------------------------------------------------------------------------------------------- broker
 class LocalBroker:
-    """A single-node, in-memory Kafka-protocol broker on 127.0.0.1."""
+    """A single-node, in-memory Kafka-protocol broker on 127.0.0.1.
 
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+    ``advertised`` (host:port) is the address the broker tells clients to connect to, when they reach
+    it through something in front of it (a TLS-terminating proxy in the tests); default: its own."""
+
+    def __init__(self, data_dir: Path, port: int = 0, advertised: str | None = None) -> None:
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.advertised = advertised or self.bootstrap
         self.data_dir = data_dir
         self.process: ManagedProcess | None = None
 
@@ -88,7 +92,7 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.advertised}",
                 "--storage-engine",
                 "memory://millstream/",
                 "--cluster-id",

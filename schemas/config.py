@@ -47,6 +47,51 @@ class SerdeSettings(BaseSettings):
     schema_registry_password: SecretStr | None = Field(
         None, description="MILLSTREAM_SCHEMA_REGISTRY_PASSWORD: basic-auth password (secret)."
     )
+    schema_registry_ca_file: FilePath | None = Field(
+        None,
+        description="MILLSTREAM_SCHEMA_REGISTRY_CA_FILE: PEM file of the CA that signed an https registry's "
+        "certificate. Unset: the system's trusted CAs.",
+    )
+    schema_registry_cert_file: FilePath | None = Field(
+        None,
+        description="MILLSTREAM_SCHEMA_REGISTRY_CERT_FILE: PEM client certificate for a registry that asks "
+        "for one (mutual TLS); set together with MILLSTREAM_SCHEMA_REGISTRY_KEY_FILE.",
+    )
+    schema_registry_key_file: FilePath | None = Field(
+        None,
+        description="MILLSTREAM_SCHEMA_REGISTRY_KEY_FILE: PEM private key of "
+        "MILLSTREAM_SCHEMA_REGISTRY_CERT_FILE (unencrypted).",
+    )
+
+    def credentials_problem(self) -> str | None:
+        """Why the registry client cannot present its client certificate (a certificate without its
+        key or a key without its certificate), or None."""
+        return _pair_problem(
+            ("MILLSTREAM_SCHEMA_REGISTRY_CERT_FILE", self.schema_registry_cert_file),
+            ("MILLSTREAM_SCHEMA_REGISTRY_KEY_FILE", self.schema_registry_key_file),
+        )
+
+    def registry_conf(self) -> dict[str, str]:
+        """The TLS settings of confluent-kafka's SchemaRegistryClient (:class:`ConfigError` on a
+        certificate without its key, or the other way round)."""
+        problem = self.credentials_problem()
+        if problem is not None:
+            raise ConfigError(problem)
+        conf = {}
+        if self.schema_registry_ca_file is not None:
+            conf["ssl.ca.location"] = str(self.schema_registry_ca_file)
+        if self.schema_registry_cert_file is not None and self.schema_registry_key_file is not None:
+            conf["ssl.certificate.location"] = str(self.schema_registry_cert_file)
+            conf["ssl.key.location"] = str(self.schema_registry_key_file)
+        return conf
+
+
+def _pair_problem(first: tuple[str, object], second: tuple[str, object]) -> str | None:
+    """'A needs B' when exactly one of two settings that go together is set."""
+    (name_a, a), (name_b, b) = first, second
+    if (a is None) == (b is None):
+        return None
+    return f"{name_a} needs {name_b}" if b is None else f"{name_b} needs {name_a}"
 
 
 class KafkaSettings(BaseSettings):
@@ -75,6 +120,23 @@ class KafkaSettings(BaseSettings):
         description="MILLSTREAM_KAFKA_SSL_CA_FILE: PEM file of the CA that signed the brokers' certificates "
         "(Strimzi: ca.crt of the <cluster>-cluster-ca-cert Secret), for SSL and SASL_SSL. Unset: the "
         "system's trusted CAs.",
+    )
+    kafka_ssl_cert_file: FilePath | None = Field(
+        None,
+        description="MILLSTREAM_KAFKA_SSL_CERT_FILE: PEM client certificate for brokers that authenticate "
+        "clients by certificate (mutual TLS; Strimzi KafkaUser `authentication: type: tls`: user.crt of "
+        "the user's Secret), for SSL and SASL_SSL; set together with MILLSTREAM_KAFKA_SSL_KEY_FILE.",
+    )
+    kafka_ssl_key_file: FilePath | None = Field(
+        None,
+        description="MILLSTREAM_KAFKA_SSL_KEY_FILE: PEM private key of MILLSTREAM_KAFKA_SSL_CERT_FILE "
+        "(Strimzi: user.key). PKCS#8 (`BEGIN PRIVATE KEY`, as Strimzi writes it) for the Flink job: its "
+        "Java client reads no other form, and an encrypted key only with the PBE-SHA1-3DES cipher.",
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None,
+        description="MILLSTREAM_KAFKA_SSL_KEY_PASSWORD: password of an encrypted "
+        "MILLSTREAM_KAFKA_SSL_KEY_FILE (secret). Unset for an unencrypted key (Strimzi's user.key is one).",
     )
     kafka_session_timeout_ms: int = Field(
         6000,
@@ -124,12 +186,32 @@ class KafkaSettings(BaseSettings):
             conf["sasl.password"] = self.kafka_password.get_secret_value() if self.kafka_password else ""
         if self.tls and self.kafka_ssl_ca_file is not None:
             conf["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
+        if self.kafka_ssl_cert_file is not None and self.kafka_ssl_key_file is not None:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_cert_file)
+            conf["ssl.key.location"] = str(self.kafka_ssl_key_file)
+            if self.kafka_ssl_key_password is not None:
+                conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
         return conf
 
     def credentials_problem(self) -> str | None:
         """Why the Kafka clients cannot log in with these settings (a SASL protocol without a user or
-        a password), or None. Not a validation error: on Kubernetes the credentials come from a
-        Secret, which a check of the ConfigMap alone does not see."""
+        a password; a client certificate without its key, or without TLS), or None. Not a validation
+        error: on Kubernetes the credentials come from a Secret, which a check of the ConfigMap alone
+        does not see."""
+        certificate = self.kafka_ssl_cert_file is not None or self.kafka_ssl_key_file is not None
+        if certificate and not self.tls:
+            return (
+                "MILLSTREAM_KAFKA_SSL_CERT_FILE and MILLSTREAM_KAFKA_SSL_KEY_FILE need "
+                f"MILLSTREAM_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (not {self.kafka_security_protocol})"
+            )
+        pair = _pair_problem(
+            ("MILLSTREAM_KAFKA_SSL_CERT_FILE", self.kafka_ssl_cert_file),
+            ("MILLSTREAM_KAFKA_SSL_KEY_FILE", self.kafka_ssl_key_file),
+        )
+        if pair is not None:
+            return pair
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_key_file is None:
+            return "MILLSTREAM_KAFKA_SSL_KEY_PASSWORD needs MILLSTREAM_KAFKA_SSL_KEY_FILE"
         if not self.kafka_security_protocol.startswith("SASL"):
             return None
         missing = [
@@ -158,11 +240,25 @@ class KafkaSettings(BaseSettings):
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of Python (asyncio) clients: None without TLS."""
+        """The TLS context of Python (asyncio) clients, with the client certificate when one is set:
+        None without TLS. :class:`ConfigError` when the certificate and key do not load."""
         if not self.tls:
             return None
+        self.require_credentials()
         cafile = str(self.kafka_ssl_ca_file) if self.kafka_ssl_ca_file is not None else None
-        return ssl.create_default_context(cafile=cafile)
+        context = ssl.create_default_context(cafile=cafile)
+        if self.kafka_ssl_cert_file is not None and self.kafka_ssl_key_file is not None:
+            password = self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None
+            try:
+                context.load_cert_chain(self.kafka_ssl_cert_file, self.kafka_ssl_key_file, password)
+            except ssl.SSLError as exc:
+                msg = (
+                    f"MILLSTREAM_KAFKA_SSL_CERT_FILE={self.kafka_ssl_cert_file} and "
+                    f"MILLSTREAM_KAFKA_SSL_KEY_FILE={self.kafka_ssl_key_file} do not load as a certificate "
+                    f"and its private key (a wrong or missing MILLSTREAM_KAFKA_SSL_KEY_PASSWORD?): {exc}"
+                )
+                raise ConfigError(msg) from exc
+        return context
 
 
 class TopicSettings(BaseSettings):

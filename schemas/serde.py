@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -274,13 +275,17 @@ def _registry_client(settings: SerdeSettings) -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the install
         msg = "a schema registry needs confluent-kafka[schemaregistry]: pip install 'millstream[registry]'"
         raise ConfigError(msg) from exc
-    conf: dict[str, Any] = {"url": settings.schema_registry_url}
+    conf: dict[str, Any] = {"url": settings.schema_registry_url, **settings.registry_conf()}
     if settings.schema_registry_user:
         password = (
             settings.schema_registry_password.get_secret_value() if settings.schema_registry_password else ""
         )
         conf["basic.auth.user.info"] = f"{settings.schema_registry_user}:{password}"
-    return SchemaRegistryClient(conf)
+    try:
+        return SchemaRegistryClient(conf)
+    except ssl.SSLError as exc:  # a client certificate and key that do not load
+        msg = f"cannot set up the schema registry client for {settings.schema_registry_url}: {exc}"
+        raise ConfigError(msg) from exc
 
 
 def explode_scan(record: Record) -> list[Record]:

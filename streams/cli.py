@@ -89,11 +89,13 @@ def run_faust(args: argparse.Namespace) -> int:
 
 
 def wait_for_broker(kafka: Any, wait_s: float) -> None:
-    """Wait up to ``wait_s`` for a TCP connection to a bootstrap server; then a one-line error."""
+    """Wait up to ``wait_s`` for a TCP connection to a bootstrap server; then a one-line error. With
+    TLS, a broker that refuses the connection (client certificate, CA) is a one-line error too."""
     import time
 
     from sinks.metrics import broker_reachable
     from streams.exceptions import StreamError
+    from streams.faust_app import tls_refusal
 
     broker = broker_reachable(kafka.kafka_bootstrap, cache_s=0.0)
     deadline = time.monotonic() + wait_s
@@ -105,6 +107,9 @@ def wait_for_broker(kafka: Any, wait_s: float) -> None:
             )
             raise StreamError(msg)
         time.sleep(1.0)
+    refusal = tls_refusal(kafka)
+    if refusal is not None:
+        raise StreamError(refusal)
 
 
 def run_flink(args: argparse.Namespace) -> int:

@@ -26,6 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import ssl
+import struct
 import time
 import weakref
 from typing import Any
@@ -93,6 +96,40 @@ def _credentials(kafka: KafkaSettings) -> Any:
         )
     if kafka.kafka_security_protocol == "SSL":
         return faust.SSLCredentials(kafka.ssl_context())
+    return None
+
+
+def tls_refusal(kafka: KafkaSettings, timeout_s: float = 5.0) -> str | None:
+    """Why a TLS connection to the first bootstrap server fails with these settings (our client
+    certificate refused, or its certificate not trusted), or None (no TLS, accepted, unreachable).
+
+    aiokafka reports a refused client certificate as "Connection ... closed" only: with TLS 1.3 the
+    broker refuses it after the client's side of the handshake, on the first read. One ApiVersions
+    request (v0, which any listener answers before authentication) reads that refusal here."""
+    context = kafka.ssl_context()
+    if context is None:
+        return None
+    host, _, port = kafka.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]")
+    client_id = b"millstream-tls-check"
+    request = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id  # ApiVersions v0
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(struct.pack(">i", len(request)) + request)
+            tls.recv(4)
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):  # closed without a word: not known to be TLS
+        return None
+    except ssl.SSLError as exc:  # an alert from the broker, or its certificate not trusted
+        return (
+            f"the TLS connection to the broker at {host}:{port} failed: {exc} (client certificate: "
+            "MILLSTREAM_KAFKA_SSL_CERT_FILE and MILLSTREAM_KAFKA_SSL_KEY_FILE; the brokers' CA: "
+            "MILLSTREAM_KAFKA_SSL_CA_FILE)"
+        )
+    except OSError:  # unreachable or timed out: not a TLS problem
+        return None
     return None
 
 

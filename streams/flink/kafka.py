@@ -15,9 +15,14 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from schemas.config import KafkaSettings
+from schemas.exceptions import ConfigError
 
 JAAS = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
@@ -27,7 +32,7 @@ JAAS = {
 
 
 def java_properties(kafka: KafkaSettings) -> dict[str, str]:
-    """KafkaSettings as Java client properties (security, SASL)."""
+    """KafkaSettings as Java client properties (security, SASL, client certificate)."""
     kafka.require_credentials()
     props = {"security.protocol": kafka.kafka_security_protocol}
     if kafka.kafka_security_protocol.startswith("SASL"):
@@ -39,7 +44,61 @@ def java_properties(kafka: KafkaSettings) -> dict[str, str]:
     if kafka.tls and kafka.kafka_ssl_ca_file is not None:
         props["ssl.truststore.type"] = "PEM"
         props["ssl.truststore.location"] = str(kafka.kafka_ssl_ca_file)
+    if kafka.kafka_ssl_cert_file is not None and kafka.kafka_ssl_key_file is not None:
+        props.update(
+            _pem_keystore(kafka.kafka_ssl_cert_file, kafka.kafka_ssl_key_file, kafka.kafka_ssl_key_password)
+        )
     return props
+
+
+def _pem_keystore(cert_file: Path, key_file: Path, key_password: SecretStr | None) -> dict[str, str]:
+    """The client certificate as an inline PEM key store. kafka-clients reads a PEM key store *file*
+    only with ``ssl.key.password`` (an encrypted key) and only with key and chain in one file; the
+    inline form takes Strimzi's separate, unencrypted ``user.crt`` and ``user.key`` as they are, and
+    the files are read here, where the job is built, so the TaskManagers need no copy of them."""
+    key = key_file.read_text(encoding="ascii", errors="replace")
+    encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----" in key
+    if not encrypted and "-----BEGIN PRIVATE KEY-----" not in key:
+        msg = (
+            f"MILLSTREAM_KAFKA_SSL_KEY_FILE={key_file} is not a PKCS#8 PEM key (BEGIN PRIVATE KEY), the "
+            "only form the Flink job's Java Kafka client reads; convert it with `openssl pkcs8 -topk8 "
+            "-nocrypt -in KEY -out KEY.pk8` (or -v1 PBE-SHA1-3DES and MILLSTREAM_KAFKA_SSL_KEY_PASSWORD)"
+        )
+        raise ConfigError(msg)
+    if encrypted and key_password is None:
+        msg = f"MILLSTREAM_KAFKA_SSL_KEY_FILE={key_file} is encrypted: set MILLSTREAM_KAFKA_SSL_KEY_PASSWORD"
+        raise ConfigError(msg)
+    if encrypted and _PBES2_OID in _pem_body(key)[:32]:
+        msg = (
+            f"MILLSTREAM_KAFKA_SSL_KEY_FILE={key_file} is encrypted with PBES2 (openssl's default), which "
+            "the Flink job's Java Kafka client cannot read on JDK 17 ('PBES2 SecretKeyFactory not "
+            "available'): use the unencrypted key (Strimzi's user.key is one), or encrypt it with "
+            "`openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -in KEY -out KEY.enc`"
+        )
+        raise ConfigError(msg)
+    props = {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.certificate.chain": cert_file.read_text(encoding="ascii"),
+        "ssl.keystore.key": key,
+    }
+    if encrypted and key_password is not None:
+        # kafka-clients reads an unencrypted key only without a key password
+        props["ssl.key.password"] = key_password.get_secret_value()
+    return props
+
+
+# DER of the PBES2 object identifier (1.2.840.113549.1.5.13), the algorithm of an encrypted PKCS#8 key
+_PBES2_OID = bytes.fromhex("06092a864886f70d01050d")
+
+
+def _pem_body(pem: str) -> bytes:
+    """The DER bytes of a one-block PEM text (empty when it does not decode)."""
+    lines = pem.strip().splitlines()
+    body = "".join(line.strip() for line in lines if line.strip() and not line.startswith("-----"))
+    try:
+        return base64.b64decode(body)
+    except ValueError:
+        return b""
 
 
 def _jaas_quote(value: str) -> str:
