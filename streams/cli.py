@@ -68,17 +68,20 @@ def register(sub: Any) -> None:
 
 
 def run_faust(args: argparse.Namespace) -> int:
-    from schemas.config import KafkaSettings
+    from schemas.config import KafkaSettings, TopicSettings
     from sinks.metrics import add_liveness_check, add_readiness_check, broker_reachable, serve
     from streams.config import StreamSettings
-    from streams.faust_app import agent_health, create_app, run_worker
+    from streams.faust_app import agent_health, create_app, run_worker, state_topic
+    from streams.partitions import check_copartitioned
 
     settings = StreamSettings()
     kafka = KafkaSettings()
+    topics = TopicSettings()
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
-    app = create_app(settings, kafka)  # reads and checks every setting the job uses
+    app = create_app(settings, kafka, topics)  # reads and checks every setting the job uses
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     wait_for_broker(kafka, settings.broker_wait_s)  # Faust gives up at once, with a long traceback
+    check_copartitioned(kafka, topics, state_topic(app))
     serve(port, stage="windows")
     health = agent_health(app)
     add_readiness_check("broker", broker_reachable(kafka.kafka_bootstrap))
@@ -125,6 +128,7 @@ def run_flink(args: argparse.Namespace) -> int:
     from streams.flink.config import FlinkSettings
     from streams.flink.job import JobSpec, fixed_job_id, resolve_restore
     from streams.flink.runner import in_application_mode, run_application, run_local
+    from streams.partitions import check_source_parallelism
     from streams.spc.config import SpcSettings
 
     stream = StreamSettings()
@@ -147,6 +151,7 @@ def run_flink(args: argparse.Namespace) -> int:
         run_application(spec)
         return 0
     wait_for_broker(spec.kafka, stream.broker_wait_s)  # the local job would wait silently forever
+    check_source_parallelism(spec.kafka, spec.topics, flink.parallelism or 1, flink.source_idle_timeout_ms)
     data_dir = StackSettings().data_dir
     spec.checkpoint_dir = flink.resolved_checkpoint_dir(data_dir)
     spec.restore_path = resolve_restore(flink, spec.checkpoint_dir, fixed_job_id(stream.app_id))

@@ -50,6 +50,7 @@ from streams.spc.config import SpcSettings
 logger = logging.getLogger(__name__)
 
 TABLE_SEP = "\x1e"  # partition <RS> key
+STATE_TABLE = "window-state"  # its changelog is co-partitioned with the readings topic (streams.partitions)
 META = "__meta__"
 NEXT = "next_offset"  # in every value written: the next input offset the partition's state has not seen
 # A larger gap between the restored state and the consumer's position is an operator's offset reset
@@ -173,7 +174,7 @@ def create_app(
     spc_topic = app.topic(topics.topic_spc_signals, key_type=bytes, value_type=bytes)
     anomaly_topic = app.topic(topics.topic_anomalies, key_type=bytes, value_type=bytes)
     # Keys and values are bytes we encode ourselves (JSON), so the changelog is readable by any tool.
-    state = app.Table("window-state", key_type=bytes, value_type=bytes, partitions=topics.topic_partitions)
+    state = app.Table(STATE_TABLE, key_type=bytes, value_type=bytes, partitions=topics.topic_partitions)
     enc_window = serde.encoder("WindowAggregate", topics.topic_windows)
     enc_dlq = serde.encoder("DeadLetter", topics.topic_dead_letters)
     enc_late = serde.encoder("DeadLetter", topics.topic_late)
@@ -405,6 +406,11 @@ def create_app(
                     pass
 
     return app
+
+
+def state_topic(app: faust.App) -> str:
+    """The changelog topic of ``app``'s window state (``<app id>-window-state-changelog``)."""
+    return str(app.tables[STATE_TABLE].changelog_topic.get_topic_name())
 
 
 def read_range(
