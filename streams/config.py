@@ -41,6 +41,16 @@ class StreamSettings(BaseSettings):
         description="MILLSTREAM_STREAM_IDLE_TIMEOUT_MS: a partition with no input for this long advances its "
         "watermark with the wall clock, so its last windows still close. 0 disables.",
     )
+    state_ttl_ms: int = Field(
+        30 * 24 * 3_600_000,
+        ge=0,
+        description="MILLSTREAM_STREAM_STATE_TTL_MS: a sensor or machine whose newest reading is this far "
+        "behind its partition's watermark (event time) and whose windows are all purged is forgotten: its "
+        "SPC charts (and for a machine its anomaly models and metric series) go, and its keys are deleted "
+        "from the changelog. If it reports again it starts afresh (a new SPC phase I, a new anomaly "
+        "warm-up). Decommissioned and renamed machines and sensors otherwise stay in memory and state for "
+        "ever. Faust job only. 0 keeps everything.",
+    )
     max_future_ms: int = Field(
         300_000,
         ge=0,

@@ -43,6 +43,9 @@ DEAD_LETTER_PAYLOAD_MAX = 512 * 1024  # bytes of the original value a dead lette
 DEAD_LETTER_KEY_MAX = 1024  # bytes of the original key a dead letter keeps
 DEAD_LETTER_REASON_MAX = 4096  # bytes of reason text (a reason may quote a field of any size)
 ID_MAX = 1024  # bytes of plant, line, machine_id, sensor, unit: identifiers, not payloads
+SEEN = "seen"  # in a key's snapshot: the newest event time of its readings
+EXPIRY_STEP_MS = 60_000  # event time between two searches for machines past MILLSTREAM_STREAM_STATE_TTL_MS
+MIN_TS = -(2**63)
 
 
 def now_ms() -> int:
@@ -189,11 +192,18 @@ class PartitionProcessor:
         self.anomaly: dict[str, Any] = {}  # machine_id -> MachineMonitor
         self._anomaly_last_ts: dict[str, int] = {}
         self._anomaly_saved: dict[str, int] = {}  # machine_id -> wall ms of the last state write
+        self._anomaly_changed: set[str] = set()  # machines whose monitor learnt since its last write
         self.anomaly_checkpoint_ms = anomaly_checkpoint_ms
         # A checkpoint larger than this is not written (logged once): a record the state store's
         # producer would refuse (Faust's changelog) must not stop the job. None: no limit (Flink).
         self.anomaly_state_max_bytes = anomaly_state_max_bytes
         self._anomaly_too_large: set[str] = set()
+        # Forgetting machines that stopped reporting (MILLSTREAM_STREAM_STATE_TTL_MS, see _expire).
+        self.state_ttl_ms = settings.state_ttl_ms
+        self._seen: dict[str, int] = {}  # machine -> newest event time of its readings
+        self._key_seen: dict[str, int] = {}  # op key -> newest event time of its readings
+        self._next_expiry = MIN_TS  # watermark at which the next search for silent machines runs
+        self._anomaly_gone: set[str] = set()  # machines whose anomaly checkpoint is to be deleted
 
     def machine_ids(self) -> set[str]:
         """The machines whose readings this partition has seen (and whose state it holds)."""
@@ -227,6 +237,9 @@ class PartitionProcessor:
         if readings:
             r0 = readings[0]
             self.domain.reading(r0["plant"], r0["line"], r0["machine_id"], r0["event_time"])
+            newest = max(r["event_time"] for r in readings)
+            if newest > self._seen.get(r0["machine_id"], MIN_TS):
+                self._seen[r0["machine_id"]] = newest
         good = [r for r in readings if r["quality"] != "BAD"]
         # BAD readings are excluded from statistics; the raw reading stays in the readings topic.
         self.bad_quality += len(readings) - len(good)
@@ -235,8 +248,11 @@ class PartitionProcessor:
         for r in good:
             k = op_key(r["machine_id"], r["sensor"])
             self.meta[k] = (r["plant"], r["line"], r["unit"])
+            if r["event_time"] > self._key_seen.get(k, MIN_TS):
+                self._key_seen[k] = r["event_time"]
             for e in self.op.process(k, r["event_time"], r["value"], now_ms=wall):
                 self._route(e, out, wall, r, offset)
+        self._expire()
         return out
 
     def on_idle(self, wall_ms: int | None = None) -> Outputs:
@@ -245,7 +261,55 @@ class PartitionProcessor:
         out = Outputs()
         for e in self.op.on_idle(wall):
             self._route(e, out, wall, None)
+        self._expire()
         return out
+
+    def _expire(self) -> None:
+        """Forget the sensors and machines that stopped reporting (MILLSTREAM_STREAM_STATE_TTL_MS).
+
+        A (machine, sensor) key goes when its newest reading is ``state_ttl_ms`` behind the watermark and
+        it has no window state left (all emitted and purged, so no result can change): its SPC monitor
+        and metadata are dropped and the key written as deleted (``dirty_state`` returns None for it: a
+        tombstone in the changelog). That also clears a renamed sensor of a machine that goes on
+        reporting. A machine goes when its newest reading is that old and none of its keys is left: its
+        anomaly models, bookkeeping and metric series too. Runs once per :data:`EXPIRY_STEP_MS` (or a
+        tenth of the TTL) of watermark progress.
+        """
+        wm = self.op.watermark
+        if not self.state_ttl_ms or wm < self._next_expiry:
+            return
+        self._next_expiry = wm + max(1, min(EXPIRY_STEP_MS, self.state_ttl_ms // 10))
+        cutoff = wm - self.state_ttl_ms
+        for k in self.meta.keys() - self._key_seen.keys():  # restored without its time: its clock starts now
+            self._key_seen[k] = wm
+            self._analytics_dirty.add(k)  # written with it from now on
+        stale = [k for k, ts in self._key_seen.items() if ts <= cutoff and not self.op.has_state(k)]
+        for k in stale:
+            machine, sensor = k.split(KEY_SEP, 1)
+            del self._key_seen[k]
+            self.meta.pop(k, None)
+            self.spc.forget(machine, sensor)
+            self._analytics_dirty.add(k)  # no window, no chart: deleted from the state store
+        live = {k.split(KEY_SEP, 1)[0] for k in self.meta}
+        for machine in (live | self.anomaly.keys()) - self._seen.keys():
+            self._seen[machine] = wm
+        gone = {m for m, ts in self._seen.items() if ts <= cutoff and m not in live}
+        if not gone:
+            return
+        for machine in gone:
+            self.anomaly.pop(machine, None)
+            self._anomaly_gone.add(machine)  # also a checkpoint that was not restored (unreadable)
+            for times in (self._anomaly_last_ts, self._anomaly_saved, self._state_start, self._idle_at):
+                times.pop(machine, None)
+            self._spc_waiting.pop(machine, None)
+            self._seen.pop(machine, None)
+            self._anomaly_changed.discard(machine)
+            self._anomaly_too_large.discard(machine)
+        self.domain.forget(gone)
+        logger.info(
+            "partition %s: forgot %d machines without a reading for %.1f days (MILLSTREAM_STREAM_STATE_TTL_MS"
+            ")", self.partition, len(gone), self.state_ttl_ms / 86_400_000,
+        )  # fmt: skip
 
     def close_all(self) -> Outputs:
         """End of a bounded input: close every open window (replay, tests)."""
@@ -324,6 +388,7 @@ class PartitionProcessor:
             logger.exception("machine %s: its anomaly monitor failed; its models start afresh", machine)
             monitor = self.anomaly[machine] = MachineMonitor(machine, self.anomaly_settings)
             scored = monitor.update(ts, values)
+        self._anomaly_changed.add(machine)
         for detector, score in scored.scores.items():
             self.domain.anomaly_score(first["plant"], first["line"], machine, detector, score)
         ev = scored.event
@@ -463,16 +528,25 @@ class PartitionProcessor:
             if snap is None and spc is None:
                 changed[k] = None
             else:
-                changed[k] = {"op": snap, "meta": list(self.meta.get(k, ("", "", ""))), "spc": spc}
+                changed[k] = {
+                    "op": snap, "meta": list(self.meta.get(k, ("", "", ""))), "spc": spc,
+                    SEEN: self._key_seen.get(k),
+                }  # fmt: skip
         # Anomaly models are larger (~16 KB of JSON a sensor, ~5 KB packed): checkpointed per machine
-        # every anomaly_checkpoint_ms and whenever an event opens or closes. After a crash a model
-        # resumes from its checkpoint.
+        # every anomaly_checkpoint_ms while it learns, and whenever an event opens or closes. After a
+        # crash a model resumes from its checkpoint. A monitor that learnt nothing since its last write
+        # (a machine that stopped reporting) is not written again: its checkpoint is current.
         from streams.anomaly.state import pack
 
+        for machine in self._anomaly_gone:  # forgotten (a machine back since then is written below)
+            changed[ANOMALY_PREFIX + machine] = None
+        self._anomaly_gone = set()
         wall = now_ms()
-        for machine, monitor in self.anomaly.items():
+        for machine in sorted(self._anomaly_changed):
+            monitor = self.anomaly[machine]
             if wall - self._anomaly_saved.get(machine, -(2**62)) >= self.anomaly_checkpoint_ms:
                 self._anomaly_saved[machine] = wall
+                self._anomaly_changed.discard(machine)
                 packed = pack(monitor.snapshot())
                 if self.anomaly_state_max_bytes is not None and len(packed) > self.anomaly_state_max_bytes:
                     self._state_too_large(machine, len(packed))
@@ -510,6 +584,7 @@ class PartitionProcessor:
                     self.anomaly[machine] = monitor
                 if snap.get("last_ts") is not None:
                     self._anomaly_last_ts[machine] = int(snap["last_ts"])
+                    self._seen[machine] = max(self._seen.get(machine, MIN_TS), int(snap["last_ts"]))
                 self._anomaly_saved[machine] = now_ms()
                 continue
             if snap.get("op") is not None:
@@ -517,6 +592,10 @@ class PartitionProcessor:
             if snap.get("spc") is not None:
                 self.spc.restore_key(snap["spc"])
             self.meta[k] = tuple(snap["meta"])
+            if snap.get(SEEN) is not None:
+                machine = k.split(KEY_SEP, 1)[0]
+                self._key_seen[k] = int(snap[SEEN])
+                self._seen[machine] = max(self._seen.get(machine, MIN_TS), int(snap[SEEN]))
         self.op.drain_dirty_keys()
         if meta and meta.get("watermark") is not None and meta["watermark"] > self.op.watermark:
             # Windows already closed before the restart come out again with the same version:

@@ -47,6 +47,10 @@ class SpcOperator(Stateful):
         """A ``WindowAggregate`` record (machine_id, sensor, count, mean, std, min, max, window times)."""
         return self.monitor(record["machine_id"], record["sensor"]).update_window(record)
 
+    def forget(self, machine: str, sensor: str) -> None:
+        """Drop the monitor of one key (a machine that no longer reports)."""
+        self.monitors.pop((machine, sensor), None)
+
     def snapshot_key(self, machine: str, sensor: str) -> dict[str, Any] | None:
         found = self.monitors.get((machine, sensor))
         return None if found is None else found.snapshot()

@@ -345,6 +345,10 @@ class WindowedAggregator(SnapshotMixin):
         """Keys that have state."""
         return list(self._keys)
 
+    def has_state(self, key: str) -> bool:
+        """True while ``key`` has a window (open, or emitted and not yet purged)."""
+        return key in self._keys
+
     def drain_dirty_keys(self) -> set[str]:
         """Keys whose state changed (or was removed) since the last call."""
         dirty, self._dirty = self._dirty, set()
