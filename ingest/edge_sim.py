@@ -54,6 +54,17 @@ class Sent:
     quality: str
 
 
+@dataclass(frozen=True, slots=True)
+class SimSecurity:
+    """A simulator that accepts only secured channels, from clients whose certificate is in
+    ``trusted`` (a folder of .der/.pem files), like a PLC configured for Basic256Sha256."""
+
+    cert_file: Path
+    key_file: Path
+    trusted: Path
+    policies: tuple[str, ...] = ("Basic256Sha256_SignAndEncrypt",)  # ua.SecurityPolicyType names
+
+
 def _scan_time(sim: PlantSimulator, k: int, start_ms: int | None) -> int:
     if start_ms is None:
         return time.time_ns() // 1_000_000
@@ -63,8 +74,15 @@ def _scan_time(sim: PlantSimulator, k: int, start_ms: int | None) -> int:
 class OpcUaSimServer:
     """An OPC UA server exposing simulated machines. Async API; see :class:`OpcUaSimThread`."""
 
-    def __init__(self, port: int, settings: SimulatorSettings, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int,
+        settings: SimulatorSettings,
+        host: str = "127.0.0.1",
+        security: SimSecurity | None = None,
+    ) -> None:
         self.port, self.host = port, host
+        self.security = security
         self.sim = PlantSimulator(settings)
         self.endpoint = f"opc.tcp://{host}:{port}/millstream/"
         self.sent: list[Sent] = []
@@ -83,7 +101,10 @@ class OpcUaSimServer:
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("Millstream edge simulator")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.security is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            await self._secure(server)
         idx = await server.register_namespace(NAMESPACE)
         self._nodes = []
         plants: dict[str, Any] = {}
@@ -113,6 +134,21 @@ class OpcUaSimServer:
         else:
             await self.write_tick(record=True)
         await server.start()
+
+    async def _secure(self, server: Any) -> None:
+        from asyncua import ua
+        from asyncua.crypto.truststore import TrustStore
+        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+        sec = self.security
+        assert sec is not None
+        server.set_security_policy([getattr(ua.SecurityPolicyType, p) for p in sec.policies])
+        await server.load_certificate(str(sec.cert_file))
+        await server.load_private_key(str(sec.key_file))
+        store = TrustStore([sec.trusted], [])
+        await store.load()
+        options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+        server.set_certificate_validator(CertificateValidator(options, store))
 
     async def stop(self) -> None:
         if self._server is not None:

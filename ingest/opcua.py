@@ -20,6 +20,7 @@ Configuration (YAML or JSON, ``millstream gateway opcua --config FILE``)::
         machine: m001
         sensor: vibration_rms
         unit: mm/s
+    security: {...}                           # policy, mode, certificates: see ingest.opcua_security
     validation: {...}                         # see ingest.validation
     spool: {...}                              # see ingest.config.SpoolSettings
 
@@ -52,11 +53,20 @@ from typing import Any
 from ingest.bridge import SOURCE_CONNECTED, Emitter, report_gap
 from ingest.exceptions import GatewayError
 from ingest.opcua_config import NodeMapping, OpcUaConfig
+from ingest.opcua_security import POLICY_CLASSES, POLICY_URI, describe
 from ingest.validation import Sample
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONFIG", "GATEWAY", "NamespaceNotFound", "NodeMapping", "OpcUaConfig", "OpcUaGateway"]
+__all__ = [
+    "CONFIG",
+    "GATEWAY",
+    "NamespaceNotFound",
+    "NodeMapping",
+    "OpcUaConfig",
+    "OpcUaGateway",
+    "SecurityMismatch",
+]
 
 QUALITY_BY_SEVERITY = ("GOOD", "UNCERTAIN", "BAD", "BAD")  # StatusCode bits 31..30
 # The server sends a keep-alive publish response after this long without data (OPC UA Part 4,
@@ -71,6 +81,10 @@ _MS = timedelta(milliseconds=1)
 
 class NamespaceNotFound(GatewayError):  # noqa: N818 - reads better at the raise
     """A namespace URI of the configuration is not in the server's NamespaceArray."""
+
+
+class SecurityMismatch(GatewayError):
+    """The server offers no endpoint with the configured security, or its certificate is not trusted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +149,7 @@ class OpcUaGateway:
 
             client.connection_lost_callback = on_lost
             try:
+                await self._secure(client)
                 await client.connect()
                 try:
                     sub = await self._subscribe(client)
@@ -152,7 +167,7 @@ class OpcUaGateway:
                     if not stop.is_set():
                         lost_at = time.monotonic()
                     await _quiet_disconnect(client)
-            except NamespaceNotFound as exc:
+            except (NamespaceNotFound, SecurityMismatch) as exc:
                 if not self.ever_subscribed:
                     raise  # a wrong URI in the configuration: fatal at the first connection
                 if lost_at is None:  # the server changed after a restart: it may come back
@@ -161,7 +176,11 @@ class OpcUaGateway:
             except errors as exc:
                 if lost_at is None:
                     lost_at = time.monotonic()
-                logger.warning("OPC UA %s: %s: %s", cfg.endpoint, type(exc).__name__, exc)
+                refused = self._refused(exc)
+                if refused is not None:
+                    logger.error("OPC UA %s: %s; retrying", cfg.endpoint, refused)
+                else:
+                    logger.warning("OPC UA %s: %s: %s", cfg.endpoint, type(exc).__name__, exc)
                 await _quiet_disconnect(client)
             if stop.is_set():
                 break
@@ -169,6 +188,74 @@ class OpcUaGateway:
             attempt += 1
             logger.info("OPC UA %s: reconnecting in %.1f s", cfg.endpoint, delay)
             await _sleep_unless(stop, delay)
+
+    async def _secure(self, client: Any) -> None:
+        """Check that the server offers an endpoint with the configured security policy and mode
+        (else every attempt would fail with a time-out or "No matching endpoints") and, with a
+        policy, that its certificate is trusted; then give the client the gateway's certificate."""
+        from asyncua import ua
+        from asyncua.crypto import security_policies
+        from asyncua.crypto.uacrypto import CertProperties
+
+        cfg = self.config
+        sec = cfg.security
+        mode = getattr(ua.MessageSecurityMode, sec.message_mode if sec.enabled else "None_")
+        endpoints = await client.connect_and_get_server_endpoints()
+        uri = POLICY_URI + sec.policy
+        match = [e for e in endpoints if e.SecurityPolicyUri == uri and e.SecurityMode == mode]
+        if not match:
+            offered = sorted(
+                {
+                    f"{e.SecurityPolicyUri.rpartition('#')[2]} {e.SecurityMode.name.rstrip('_')}"
+                    for e in endpoints
+                }
+            )
+            msg = (
+                f"OPC UA {cfg.endpoint}: the server offers no endpoint with security policy {sec.policy}, "
+                f"mode {sec.message_mode}; it offers {', '.join(offered) or 'none'} (set security.policy "
+                "and security.mode, see docs/gateways.md)"
+            )
+            raise SecurityMismatch(msg)
+        if not sec.enabled:
+            return
+        server_der = _first_certificate(match[0].ServerCertificate or b"")
+        if not server_der:
+            msg = f"OPC UA {cfg.endpoint}: the server's {sec.policy} endpoint has no certificate"
+            raise SecurityMismatch(msg)
+        problem = sec.trust_problem(server_der)
+        if problem is not None:
+            msg = f"OPC UA {cfg.endpoint}: {problem}"
+            raise SecurityMismatch(msg)
+        cert_der, key_der = sec.client_credentials()
+        client.application_uri = sec.application_uri_of(sec.certificate())
+        policy = getattr(security_policies, f"SecurityPolicy{POLICY_CLASSES[sec.policy]}")
+        await client.set_security(
+            policy,
+            CertProperties(cert_der, "der"),
+            CertProperties(key_der, "der"),
+            server_certificate=CertProperties(server_der, "der"),
+            mode=mode,
+        )
+
+    def _refused(self, exc: Exception) -> str | None:
+        """A readable line when the server refused the gateway's certificate (or security); None otherwise."""
+        from asyncua import ua
+        from asyncua.ua.uaerrors import UaStatusCodeError
+
+        if not isinstance(exc, UaStatusCodeError):
+            return None
+        text = _status_text(ua.StatusCode(exc.code))
+        name = text.split(" ", 1)[0]
+        if not (name.startswith("BadCertificate") or name in _SECURITY_REFUSALS):
+            return None
+        sec = self.config.security
+        if not sec.enabled:
+            return f"the server refused the connection: {text}"
+        return (
+            f"the server refused the gateway's certificate: {text}: make the server trust cert_file "
+            f"{sec.cert_file} ({describe(sec.certificate())}); many servers keep a refused certificate in a "
+            "'rejected' list until it is moved to 'trusted'"
+        )
 
     def _report_gap(self, gap: float, detail: str) -> None:
         self.reconnects += 1
@@ -367,6 +454,27 @@ def _status_text(status: Any) -> str:
     if doc.startswith("Unknown StatusCode"):  # its number is all there is
         return f"status code 0x{int(status.value):08X}"
     return f"{name} ({doc.rstrip('.')})" if doc else name
+
+
+_SECURITY_REFUSALS = frozenset(
+    {
+        "BadSecurityChecksFailed",
+        "BadSecurityPolicyRejected",
+        "BadSecurityModeRejected",
+        "BadNoValidCertificates",
+    }
+)
+
+
+def _first_certificate(der: bytes) -> bytes:
+    """The first certificate of a DER chain (servers may send their chain concatenated)."""
+    if len(der) < 2:
+        return b""
+    n = der[1]
+    if n < 0x80:
+        return der[: 2 + n]
+    k = n & 0x7F
+    return der[: 2 + k + int.from_bytes(der[2 : 2 + k], "big")]
 
 
 def _stale_after(sub: Any) -> float:

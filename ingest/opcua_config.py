@@ -8,6 +8,7 @@ import string
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ingest.opcua_security import OpcUaSecurity
 from ingest.validation import ValidationConfig
 
 
@@ -97,6 +98,7 @@ class OpcUaConfig(BaseModel):
     reconnect_max_s: float = Field(30.0, gt=0)
     username: str | None = None
     password: SecretStr | None = None
+    security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     nodes: list[NodeMapping] = Field(min_length=1)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
 

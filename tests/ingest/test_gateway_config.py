@@ -20,6 +20,7 @@ from ingest import cli
 from ingest.config import SpoolSettings
 from ingest.mqtt import MqttConfig, PayloadFormat, TopicMapping
 from ingest.opcua import NodeMapping, OpcUaConfig
+from ingest.opcua_security import OpcUaSecurity
 from ingest.settings_sources import Problems, spool_for
 from ingest.validation import RangeRule, ValidationConfig
 from schemas.exceptions import ConfigError
@@ -281,6 +282,18 @@ def test_the_endpoint_must_be_opc_tcp(gateway: Gateway, tmp_path: Path) -> None:
     assert one_line(err).startswith(f"{cfg}: endpoint: 'http://10.0.0.5:4840/' is not an opc.tcp:// URL")
 
 
+def test_half_set_opcua_security_is_one_line_naming_the_section(gateway: Gateway, tmp_path: Path) -> None:
+    cfg = write(tmp_path / "gw.yaml", opcua(security={"policy": "Basic256Sha256", "cert_file": "gw.der"}))
+    err = gateway(bridge_args("opcua", cfg, tmp_path))
+    assert one_line(err).startswith(
+        f"{cfg}: security: policy Basic256Sha256 needs key_file, server_certificate ("
+    )
+    cfg = write(tmp_path / "gw.yaml", opcua(security={"mode": "SignAndEncrypt"}))
+    err = gateway(bridge_args("opcua", cfg, tmp_path))
+    assert one_line(err).startswith(f"{cfg}: security: mode without a policy (policy None: no signing")
+    assert not (tmp_path / "spool").exists(), "nothing started"
+
+
 # ----------------------------------------------------------- E4: static units, reversed ranges
 def test_an_unknown_static_unit_is_refused_at_load_unless_unknown_units_pass(
     gateway: Gateway, tmp_path: Path
@@ -328,7 +341,17 @@ def test_the_spool_folder_defaults_to_one_per_gateway(clean_env: pytest.MonkeyPa
 
 # ------------------------------------------------------------------- N9: every key is documented
 @pytest.mark.parametrize(
-    "model", [OpcUaConfig, NodeMapping, MqttConfig, TopicMapping, PayloadFormat, ValidationConfig, RangeRule]
+    "model",
+    [
+        OpcUaConfig,
+        NodeMapping,
+        OpcUaSecurity,
+        MqttConfig,
+        TopicMapping,
+        PayloadFormat,
+        ValidationConfig,
+        RangeRule,
+    ],
 )
 def test_every_configuration_key_is_documented(model: type[Any]) -> None:
     doc = (REPO / "docs" / "gateways.md").read_text()
