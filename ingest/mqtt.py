@@ -7,6 +7,7 @@ Configuration (YAML or JSON, ``millstream gateway mqtt --config FILE``)::
     port: 1883
     client_id: millstream-mqtt-hall-2     # fixed: the broker keeps our session under it
     protocol: "3.1.1"                     # or "5" (clean_start False + session expiry)
+    tls: {ca_file: ca.crt, cert_file: gw.crt, key_file: gw.key}   # optional (port 8883)
     topics:
       - pattern: "plant/{plant}/line/{line}/machine/{machine}/{sensor}"
         units: {temperature: Cel}         # when the payload carries no unit
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -153,6 +155,9 @@ class MqttGateway:
         )
         if c.username:
             self.client.username_pw_set(c.username, c.password.get_secret_value() if c.password else None)
+        self._tls_error: str | None = None  # the last TLS failure logged (repeats go to DEBUG)
+        if c.tls is not None:
+            self.client.tls_set_context(self._tls_context())
         self.client.reconnect_delay_set(c.reconnect_min_s, c.reconnect_max_s)
         self.client.enable_logger(PAHO_LOG)
         self.client.on_connect = self._on_connect
@@ -162,6 +167,39 @@ class MqttGateway:
         self._sub_mid = -1
         self._subscribed_once = False
         self.acks = OrderedAcks(self.client.ack)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The configured context, with sockets that report why a TLS connection failed: paho drops
+        a failed handshake silently and logs a failed read without saying what to change."""
+        assert self.config.tls is not None
+        ctx = self.config.tls.context()
+        failed = self._tls_failed
+
+        class ReportingSocket(ssl.SSLSocket):
+            def do_handshake(self, block: bool = False) -> None:
+                try:
+                    super().do_handshake(block)
+                except OSError as exc:  # SSLError, or a reset: e.g. a plain MQTT port
+                    failed(exc)
+                    raise
+
+            def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+                try:
+                    return super().recv(buflen, flags)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    raise
+                except ssl.SSLError as exc:  # TLS 1.3: a refused client certificate shows up here
+                    failed(exc)
+                    raise
+
+        ctx.sslsocket_class = ReportingSocket
+        return ctx
+
+    def _tls_failed(self, exc: OSError) -> None:
+        text = tls_problem(exc, self.config)
+        level = logging.DEBUG if text == self._tls_error else logging.ERROR
+        self._tls_error = text
+        logger.log(level, "MQTT %s:%s: TLS: %s", self.config.host, self.config.port, text)
 
     def run_blocking(self, stop: threading.Event) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -192,6 +230,7 @@ class MqttGateway:
             logger.error("MQTT %s:%s refused the connection: %s", self.config.host, self.config.port, reason)
             return
         self.acks.reset()
+        self._tls_error = None
         if flags.session_present and self._subscribed_once:
             # The broker kept our subscriptions. Subscribing again would make it re-send every
             # retained message (MQTT 3.1.1 section 3.8.4): old values, read again on every reconnect.
@@ -320,6 +359,45 @@ class MqttGateway:
             lot,
         )
         return emitter.prepare(sample, now)
+
+
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING")  # a plain MQTT port, mostly
+
+
+def tls_problem(exc: OSError, config: MqttConfig) -> str:
+    """What a TLS failure means for the gateway's settings, in one line."""
+    tls = config.tls
+    assert tls is not None
+    reason = str(getattr(exc, "reason", None) or "")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or str(exc)
+        if "mismatch" in detail:  # Hostname mismatch, IP address mismatch
+            return (
+                f"the broker's certificate is not for {config.host} ({detail}): set host to a name in its "
+                "subjectAltName (tls.insecure_skip_hostname_check: true skips this check; for tests only)"
+            )
+        anchors = f"tls.ca_file {tls.ca_file}" if tls.ca_file else "the system's CAs (no tls.ca_file)"
+        return (
+            f"the broker's certificate is not trusted ({detail}) by {anchors}: "
+            "set tls.ca_file to the CA that issued it"
+        )
+    if not isinstance(exc, ssl.SSLError) or reason in _NOT_TLS:
+        return (
+            f"the TLS handshake failed ({exc}): is port {config.port} a TLS listener? MQTT over TLS is "
+            "usually on port 8883"
+        )
+    if "CERTIFICATE_REQUIRED" in reason or (
+        reason == "SSLV3_ALERT_HANDSHAKE_FAILURE" and tls.cert_file is None
+    ):
+        return f"the broker requires a client certificate ({exc}): set tls.cert_file and tls.key_file"
+    if tls.cert_file is not None and (
+        "ALERT" in reason and "CERTIFICATE" in reason or "UNKNOWN_CA" in reason
+    ):
+        return (
+            f"the broker refused the gateway's certificate tls.cert_file {tls.cert_file} ({exc}): the "
+            "broker must trust the CA that issued it (mosquitto: cafile of the listener)"
+        )
+    return str(exc)
 
 
 CONFIG = MqttConfig

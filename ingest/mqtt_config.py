@@ -3,6 +3,8 @@ the load-time checks of topic patterns and fixed units (see :mod:`ingest.mqtt` f
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -82,6 +84,68 @@ def parse_pattern(mapping: TopicMapping) -> list[tuple[str, str]]:
     return levels
 
 
+class MqttTls(BaseModel):
+    """MQTT over TLS (``tls:`` in the file; its presence turns TLS on). ``ca_file``: the CA (PEM)
+    that issued the broker's certificate, else the system's CAs; ``cert_file``/``key_file``: the
+    gateway's client certificate and key (PEM) for brokers that require one (mutual TLS)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    insecure_skip_hostname_check: bool = False  # accept a broker certificate for another host name
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            given, missing = ("cert_file", "key_file") if self.key_file is None else ("key_file", "cert_file")
+            msg = f"{given} without {missing} (a client certificate needs its private key, both PEM)"
+            raise ValueError(msg)
+        if self.key_password is not None and self.key_file is None:
+            msg = "key_password without key_file"
+            raise ValueError(msg)
+        self.context()  # the files are readable and the key is the certificate's
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        """The client's TLS context: the broker's certificate verified (and its host name unless
+        ``insecure_skip_hostname_check``), the client certificate loaded. ValueError naming the
+        file when one cannot be used."""
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            msg = f"ca_file {self.ca_file}: {_reason(exc)} (a PEM file of CA certificates)"
+            raise ValueError(msg) from None
+        if self.insecure_skip_hostname_check:
+            ctx.check_hostname = False
+        if self.cert_file is not None and self.key_file is not None:
+            password = self.key_password.get_secret_value() if self.key_password else ""
+            try:  # a callable: OpenSSL would otherwise ask for the password on the terminal
+                ctx.load_cert_chain(self.cert_file, self.key_file, password=lambda: password)
+            except (OSError, ssl.SSLError) as exc:
+                reason = _reason(exc)
+                pair = f"cert_file {self.cert_file} / key_file {self.key_file}"
+                if "KEY_VALUES_MISMATCH" in reason:
+                    msg = f"key_file {self.key_file} is not the private key of cert_file {self.cert_file}"
+                elif isinstance(exc, ssl.SSLError):
+                    hint = "wrong key_password?" if self.key_password else "encrypted? set key_password"
+                    msg = (
+                        f"cert_file {self.cert_file} / key_file {self.key_file}: {reason} (PEM files; {hint})"
+                    )
+                else:
+                    msg = f"{pair}: {reason}"
+                raise ValueError(msg) from None
+        return ctx
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
+
+
 class MqttConfig(BaseModel):
     """The configuration file of an MQTT gateway (without the spool/producer sections)."""
 
@@ -99,6 +163,7 @@ class MqttConfig(BaseModel):
     reconnect_max_s: int = Field(30, ge=1)
     username: str | None = None
     password: SecretStr | None = None
+    tls: MqttTls | None = None
     topics: list[TopicMapping] = Field(min_length=1)
     payload: PayloadFormat = Field(default_factory=PayloadFormat)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)

@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,27 @@ from schemas.serde import Serde
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-class Mosquitto:
-    """A mosquitto broker on 127.0.0.1 with persistence (persistent sessions survive its restart)."""
+@dataclass(frozen=True)
+class TlsListener:
+    """A second, TLS listener: the broker's certificate and key, and the CA whose client
+    certificates it accepts (PEM files)."""
 
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = True
+
+
+class Mosquitto:
+    """A mosquitto broker on 127.0.0.1 with persistence (persistent sessions survive its restart);
+    with ``tls``, also a TLS listener on ``tls_port``."""
+
+    def __init__(self, data_dir: Path, port: int = 0, tls: TlsListener | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir
         self.process: ManagedProcess | None = None
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
 
     def start(self) -> Mosquitto:
         if not Path(MOSQUITTO).exists():
@@ -55,6 +70,7 @@ class Mosquitto:
                     "max_inflight_messages 1000",
                     "max_queued_messages 1000000",
                     "log_dest stderr",
+                    *self._tls_listener(),
                     # As root mosquitto drops to the user 'mosquitto', which cannot write into a
                     # private temporary folder: it then saves nothing at exit and no session
                     # survives a restart. Keep the user we run as.
@@ -69,10 +85,21 @@ class Mosquitto:
         wait_until(self._ready, 15, f"mosquitto on port {self.port}")
         return self
 
+    def _tls_listener(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            f"listener {self.tls_port} 127.0.0.1",  # the lines below belong to this listener
+            f"cafile {self.tls.cafile}",
+            f"certfile {self.tls.certfile}",
+            f"keyfile {self.tls.keyfile}",
+            f"require_certificate {str(self.tls.require_certificate).lower()}",
+        ]
+
     def _ready(self) -> bool:
         assert self.process is not None
         self.process.check_alive()
-        return port_open(self.port)
+        return port_open(self.port) and (self.tls is None or port_open(self.tls_port))
 
     def stop(self) -> None:
         if self.process is not None:

@@ -19,6 +19,7 @@ from infra.procs import free_port
 from ingest import cli
 from ingest.config import SpoolSettings
 from ingest.mqtt import MqttConfig, PayloadFormat, TopicMapping
+from ingest.mqtt_config import MqttTls
 from ingest.opcua import NodeMapping, OpcUaConfig
 from ingest.opcua_security import OpcUaSecurity
 from ingest.settings_sources import Problems, spool_for
@@ -348,6 +349,7 @@ def test_the_spool_folder_defaults_to_one_per_gateway(clean_env: pytest.MonkeyPa
         OpcUaSecurity,
         MqttConfig,
         TopicMapping,
+        MqttTls,
         PayloadFormat,
         ValidationConfig,
         RangeRule,
