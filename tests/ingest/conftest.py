@@ -481,3 +481,15 @@ def _value(v: float, digits: int | None) -> float | None:
 @pytest.fixture()
 def checks() -> type[Checks]:
     return Checks
+
+
+@pytest.fixture()
+def idle_emitter(tmp_path: Path) -> Iterator[Emitter]:
+    """An Emitter on a forwarder that is never started (nothing reaches Kafka)."""
+    fwd = Forwarder(
+        KafkaSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}"),
+        {READINGS: "readings", DEAD_LETTERS: "dlq"},
+        SpoolSettings(dir=tmp_path / "spool"),
+    )
+    yield Emitter(fwd, Validator(gateway_id="opcua-test"), seq_start=1)
+    fwd.link.close(timeout=0.1)

@@ -21,10 +21,8 @@ from ingest import edge_sim
 from ingest.bridge import SOURCE_GAP, Emitter
 from ingest.config import SimulatorSettings, SpoolSettings
 from ingest.edge_sim import NAMESPACE, OpcUaSimServer, OpcUaSimThread
-from ingest.forwarder import DEAD_LETTERS, READINGS, Forwarder
 from ingest.opcua import NamespaceNotFound, OpcUaConfig, OpcUaGateway
 from ingest.signals import sensor_specs
-from ingest.validation import Validator
 from schemas.config import KafkaSettings, TopicSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,18 +207,6 @@ def test_cli_gateway_runs_from_a_yaml_file_and_summarises_on_sigterm(
     assert checks.by_series(read_topic(kafka, topics.topic_readings, len(sent))) == checks.sent_series(
         sent, bad_has_value=False
     )
-
-
-@pytest.fixture()
-def idle_emitter(tmp_path: Path) -> Iterator[Emitter]:
-    """An Emitter on a forwarder that is never started (nothing reaches Kafka)."""
-    fwd = Forwarder(
-        KafkaSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}"),
-        {READINGS: "readings", DEAD_LETTERS: "dlq"},
-        SpoolSettings(dir=tmp_path / "spool"),
-    )
-    yield Emitter(fwd, Validator(gateway_id="opcua-test"), seq_start=1)
-    fwd.link.close(timeout=0.1)
 
 
 @pytest.mark.integration

@@ -19,9 +19,7 @@ from infra.procs import free_port, wait_until
 from ingest.bridge import Emitter
 from ingest.config import SimulatorSettings, SpoolSettings
 from ingest.edge_sim import OpcUaSimServer, OpcUaSimThread, SimSecurity
-from ingest.forwarder import DEAD_LETTERS, READINGS, Forwarder
 from ingest.opcua import OpcUaConfig, OpcUaGateway, SecurityMismatch
-from ingest.validation import Validator
 from schemas.config import KafkaSettings, TopicSettings
 from tests.ingest.pki import opcua_application, write_cert, write_key
 
@@ -70,18 +68,6 @@ def secure_server(pki: OpcUaPki) -> Iterator[OpcUaSimThread]:
     sim = OpcUaSimThread(OpcUaSimServer(free_port(), settings, security=security)).start()
     yield sim
     sim.stop()
-
-
-@pytest.fixture()
-def idle_emitter(tmp_path: Path) -> Iterator[Emitter]:
-    """An Emitter on a forwarder that is never started (nothing reaches Kafka)."""
-    fwd = Forwarder(
-        KafkaSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}"),
-        {READINGS: "readings", DEAD_LETTERS: "dlq"},
-        SpoolSettings(dir=tmp_path / "spool"),
-    )
-    yield Emitter(fwd, Validator(gateway_id="opcua-sec"), seq_start=1)
-    fwd.link.close(timeout=0.1)
 
 
 def secured(pki: OpcUaPki, **overrides: Any) -> dict[str, Any]:
