@@ -47,9 +47,10 @@ class StreamSettings(BaseSettings):
         description="MILLSTREAM_STREAM_STATE_TTL_MS: a sensor or machine whose newest reading is this far "
         "behind its partition's watermark (event time) and whose windows are all purged is forgotten: its "
         "SPC charts (and for a machine its anomaly models and metric series) go, and its keys are deleted "
-        "from the changelog. If it reports again it starts afresh (a new SPC phase I, a new anomaly "
-        "warm-up). Decommissioned and renamed machines and sensors otherwise stay in memory and state for "
-        "ever. Faust job only. 0 keeps everything.",
+        "from the changelog (Flink: from its keyed state, by a timer per silent machine, with Flink's "
+        "watermark). If it reports again it starts afresh (a new SPC phase I, a new anomaly warm-up). "
+        "Decommissioned and renamed machines and sensors otherwise stay in memory and state for ever. "
+        "0 keeps everything.",
     )
     max_future_ms: int = Field(
         300_000,

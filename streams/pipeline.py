@@ -264,7 +264,7 @@ class PartitionProcessor:
         self._expire()
         return out
 
-    def _expire(self) -> None:
+    def _expire(self, force: bool = False) -> None:
         """Forget the sensors and machines that stopped reporting (MILLSTREAM_STREAM_STATE_TTL_MS).
 
         A (machine, sensor) key goes when its newest reading is ``state_ttl_ms`` behind the watermark and
@@ -273,10 +273,10 @@ class PartitionProcessor:
         tombstone in the changelog). That also clears a renamed sensor of a machine that goes on
         reporting. A machine goes when its newest reading is that old and none of its keys is left: its
         anomaly models, bookkeeping and metric series too. Runs once per :data:`EXPIRY_STEP_MS` (or a
-        tenth of the TTL) of watermark progress.
+        tenth of the TTL) of watermark progress, or now with ``force`` (the Flink job's expiry timers).
         """
         wm = self.op.watermark
-        if not self.state_ttl_ms or wm < self._next_expiry:
+        if not self.state_ttl_ms or (wm < self._next_expiry and not force):
             return
         self._next_expiry = wm + max(1, min(EXPIRY_STEP_MS, self.state_ttl_ms // 10))
         cutoff = wm - self.state_ttl_ms

@@ -139,6 +139,9 @@ class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]
         return keys, self.watermark.value()
 
     def _finish(self, out: Any, delta: Any, ctx: Any) -> Iterator[Row]:
+        if delta.clear:  # the machine is forgotten (MILLSTREAM_STREAM_STATE_TTL_MS)
+            self.keys.clear()
+            self.watermark.clear()
         for k in delta.removes:
             self.keys.remove(k)
         if delta.puts:
@@ -147,6 +150,8 @@ class WindowsFunction(KeyedProcessFunction):  # type: ignore[misc]
         if delta.watermark is not None:
             self.watermark.update(delta.watermark)
         timers = ctx.timer_service()
+        for t in delta.cancel:
+            timers.delete_event_time_timer(t)
         for t in delta.timers:
             timers.register_event_time_timer(t)
         if delta.idle_timer is not None:

@@ -32,6 +32,15 @@ Idleness
     (``max(watermark, newest event time - out_of_orderness)``). The newest event time is the Kafka
     record timestamp, which the producers set to the event time (see ``streams.flink.job``). The clock
     starts at the machine's first record after a (re)load, never during a restart's catch-up.
+
+Forgetting (MILLSTREAM_STREAM_STATE_TTL_MS)
+    The Faust job's rule, per machine: once a machine has no window left (all emitted and purged) it
+    gets one more event-time timer, at its newest event time + the TTL. If it fires and the machine
+    has read nothing newer, its processor forgets it (SPC charts, anomaly models, metric series), its
+    keyed state is cleared and its cache entry dropped: a machine that comes back starts afresh. A
+    machine that reports again just gets a later timer when its windows are purged again, so a
+    reporting machine costs nothing per record. Flink's watermark is the minimum over the input
+    partitions, so a silent machine is forgotten only while some input still advances it.
 """
 
 from __future__ import annotations
@@ -75,6 +84,18 @@ class MachineProcessor(PartitionProcessor):
             return Outputs()
         return self.advance_to(flink_watermark + 1, wall_ms)
 
+    def expire(self) -> None:
+        """Forget now what MILLSTREAM_STREAM_STATE_TTL_MS says is gone at the current watermark."""
+        self._expire(force=True)
+
+    def newest_event_time(self) -> int | None:
+        """The newest event time of the machine's readings (None before any)."""
+        return max(self._seen.values(), default=None)
+
+    def forgotten(self) -> bool:
+        """Nothing left to keep: no window, chart, model or reading time (the TTL removed it all)."""
+        return not (self.meta or self.anomaly or self._seen or self.op.keys())
+
     def advance_to(self, watermark: int, wall_ms: int | None = None) -> Outputs:
         """Move the operator's watermark (never back); returns the windows it closes."""
         out = Outputs()
@@ -93,8 +114,10 @@ class StateDelta:
 
     puts: dict[str, str] = field(default_factory=dict)
     removes: list[str] = field(default_factory=list)
+    clear: bool = False  # the machine is forgotten: clear all its keyed state (then nothing else)
     watermark: int | None = None  # new value of the watermark state; None = unchanged
     timers: list[int] = field(default_factory=list)  # event-time timers to register
+    cancel: list[int] = field(default_factory=list)  # event-time timers to delete (superseded expiry)
     idle_timer: int | None = None  # processing-time timer to register
 
 
@@ -105,6 +128,7 @@ class _Slot:
     timers: set[int] = field(default_factory=set)  # registered event-time timers not yet fired
     unregistered: set[int] = field(default_factory=set)  # deadlines of restored windows
     idle_timer: bool = False
+    expiry_timer: int | None = None  # the registered TTL timer (MILLSTREAM_STREAM_STATE_TTL_MS)
     max_ts: int = MIN_WATERMARK  # newest event time of the machine (since the cache loaded it)
     anchor_wall: int | None = None  # wall clock of the last record (or first idle check)
     anchor_wm: int = MIN_WATERMARK  # the watermark the machine's data implied then
@@ -132,6 +156,7 @@ class MachineProcessors:
         self.topic = topic
         self.extra = purge_extra_ms(WindowSpec.parse(stream.window), stream.allowed_lateness_ms)
         self.idle_timeout_ms = stream.idle_timeout_ms
+        self.state_ttl_ms = stream.state_ttl_ms
         self.domain = DomainMetrics()
         self._slots: dict[str, _Slot] = {}
 
@@ -176,7 +201,7 @@ class MachineProcessors:
             slot.max_ts = event_ts
         slot.anchor_wall = wall
         slot.anchor_wm = max(slot.proc.op.watermark, slot.max_ts - self.out_of_orderness_ms)
-        return out, self._delta(slot, wall, idle=True)
+        return out, self._delta(machine, slot, wall, idle=True)
 
     def on_event_timer(
         self, machine: str, timestamp: int, flink_watermark: int, load: Loader
@@ -184,7 +209,8 @@ class MachineProcessors:
         slot, out = self._slot(machine, load)
         slot.timers.discard(timestamp)
         out.extend(slot.proc.advance_to_flink(max(flink_watermark, timestamp)))
-        return out, self._delta(slot, None, idle=False)
+        slot.proc.expire()
+        return out, self._delta(machine, slot, None, idle=False)
 
     def on_processing_timer(self, machine: str, now: int, load: Loader) -> tuple[Outputs, StateDelta]:
         """The idle check (processing time), then the next tick while the machine has windows."""
@@ -194,10 +220,11 @@ class MachineProcessors:
             # No record of the machine since this subtask loaded it (a timer restored from a
             # checkpoint): its backlog may not have been read yet, so the clock starts with its next
             # record (the Faust job also starts a partition's idle clock at its first record).
-            return out, self._delta(slot, None, idle=False)
+            return out, self._delta(machine, slot, None, idle=False)
         if now - slot.anchor_wall >= self.idle_timeout_ms:
             out.extend(slot.proc.advance_to(slot.anchor_wm + (now - slot.anchor_wall), now))
-        delta = self._delta(slot, None, idle=False)
+            slot.proc.expire()
+        delta = self._delta(machine, slot, None, idle=False)
         if slot.proc.op.keys():
             slot.idle_timer = True
             delta.idle_timer = now + IDLE_TICK_MS
@@ -216,8 +243,14 @@ class MachineProcessors:
                 timers.add(deadline - 1)
         return timers
 
-    def _delta(self, slot: _Slot, wall: int | None, idle: bool) -> StateDelta:
+    def _delta(self, machine: str, slot: _Slot, wall: int | None, idle: bool) -> StateDelta:
         delta = StateDelta()
+        if self.state_ttl_ms and slot.proc.forgotten():
+            # Forgotten (or never more than a rejected record): nothing in the cache, nothing in state.
+            # A timer of the machine that fires later finds it empty again and does the same.
+            del self._slots[machine]
+            delta.clear = True
+            return delta
         changed = slot.proc.dirty_state()
         for key, snap in changed.items():
             if snap is None:
@@ -232,6 +265,14 @@ class MachineProcessors:
         if new:
             slot.timers |= new
             delta.timers = sorted(new)
+        newest = slot.proc.newest_event_time()
+        if self.state_ttl_ms and newest is not None and not slot.proc.op.keys():
+            expiry = min(newest + self.state_ttl_ms, MAX_WATERMARK) - 1  # fires when watermark + 1 = it
+            if expiry != slot.expiry_timer:
+                if slot.expiry_timer is not None:  # one pending per machine, also one reporting rarely
+                    delta.cancel.append(slot.expiry_timer)
+                slot.expiry_timer = expiry
+                delta.timers.append(expiry)
         if idle and self.idle_timeout_ms and not slot.idle_timer and wall is not None:
             slot.idle_timer = True
             delta.idle_timer = wall + self.idle_timeout_ms

@@ -4,7 +4,9 @@ keyed state, timers and watermark, so its contract is checked in milliseconds wi
 * windows close as soon as Flink's watermark + 1 passes their end (the event-time timers it asks
   for are the right ones), and the final windows equal the Faust job's PartitionProcessor's;
 * the state it writes is complete: a fresh instance that reloads it mid-stream (a restore)
-  continues exactly like the one that never stopped.
+  continues exactly like the one that never stopped;
+* a machine silent for MILLSTREAM_STREAM_STATE_TTL_MS is forgotten by its own timer: keyed state,
+  cache entry and metric series go, nothing else changes, and if it comes back it starts afresh.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from schemas.serde import Serde
+from sinks.domain_metrics import CardinalityGuard, DomainMetrics
 from streams.config import StreamSettings
 from streams.flink.keyed import KeyExtractor, MachineProcessors
 from streams.pipeline import Outputs, PartitionProcessor
@@ -50,11 +53,15 @@ class FakeFlink:
         return lambda: ({k: json.loads(v) for k, v in self.keys[machine].items()}, self.wm_state.get(machine))
 
     def apply(self, machine: str, out: Outputs, delta: Any) -> None:
+        if delta.clear:  # a forgotten machine (MILLSTREAM_STREAM_STATE_TTL_MS)
+            self.keys.pop(machine, None)
+            self.wm_state.pop(machine, None)
         for k in delta.removes:
             self.keys[machine].pop(k, None)
         self.keys[machine].update(delta.puts)
         if delta.watermark is not None:
             self.wm_state[machine] = delta.watermark
+        self.timers.difference_update((t, machine) for t in delta.cancel)
         self.timers.update((t, machine) for t in delta.timers)
         self.out.extend(out.windows)
         self.spc.extend(out.spc_signals)
@@ -173,3 +180,108 @@ def test_values_that_are_not_readings_become_dead_letters() -> None:
     machine, dead = KeyExtractor(serde, TOPIC).machine_of(b"\x17\x00not avro at all")
     assert machine is None and dead is not None
     assert dead["reason_code"] == "decode_error" and dead["topic"] == TOPIC
+
+
+# ---------------------------------------------------------------------------- MILLSTREAM_STREAM_STATE_TTL_MS
+TTL_MS = 20_000
+T0 = 1_700_000_000_000
+
+
+def _fleet(serde: Serde) -> list[tuple[str, int, bytes]]:
+    """(machine, event time, value): "live" reports for 100 s, "gone" for the first 12 s only, "back"
+    for the first 12 s and again from 60 s (silent 48 s > TTL), its temperature shifted from 85 s."""
+    rng = random.Random(11)
+    enc = serde.encoder("Reading", TOPIC)
+    rows = []
+    for i in range(400):
+        ts = T0 + i * 250
+        for m in ("live", "gone", "back"):
+            if m != "live" and 12_000 <= i * 250 < (60_000 if m == "back" else 10**9):
+                continue
+            for s in ("temp", "vib"):
+                shift = 10.0 if (m == "back" and s == "temp" and i * 250 >= 85_000) else 0.0
+                r = {"plant": "p", "line": "l", "machine_id": m, "sensor": s, "unit": "u", "event_time": ts,
+                     "value": round(rng.gauss(50 + shift, 1), 6), "quality": "GOOD", "gateway_id": "g",
+                     "seq": i, "lot_id": None}  # fmt: skip
+                rows.append((m, ts, enc(r)))
+    return rows
+
+
+def _drive(
+    ttl_ms: int, rows: list[tuple[str, int, bytes]], serde: Serde, restart_at: int | None = None
+) -> tuple[FakeFlink, MachineProcessors, DomainMetrics]:
+    """Like _run_flink, without the end of input (which closes and forgets everything)."""
+    stream = STREAM.model_copy(update={"state_ttl_ms": ttl_ms})
+    flink = FakeFlink()
+    domain = DomainMetrics(CardinalityGuard(max_series=100))
+    mp = MachineProcessors(stream, SPC, serde, TOPIC)
+    mp.domain = domain
+    for i, (machine, ts, value) in enumerate(rows):
+        if i == restart_at:
+            mp = MachineProcessors(stream, SPC, serde, TOPIC)  # a restore: empty cache, state in "Flink"
+            mp.domain = domain
+        flink.apply(machine, *mp.on_record(machine, value, ts, flink.watermark, flink.loader(machine), 0))
+        flink.advance(mp, ts - OOO - 1)
+    return flink, mp, domain
+
+
+def _of(rows: list[dict[str, Any]], machine: str) -> list[str]:
+    return [json.dumps({k: v for k, v in r.items() if k != "emitted_at"}, sort_keys=True)
+            for r in rows if r["machine_id"] == machine]  # fmt: skip
+
+
+def test_a_silent_machine_is_forgotten_by_its_timer_and_nothing_else_changes() -> None:
+    serde = Serde()
+    rows = _fleet(serde)
+    flink, mp, domain = _drive(TTL_MS, rows, serde)
+    kept, kept_mp, kept_domain = _drive(0, rows, serde)
+
+    # "gone": keyed state, cache entry and metric series removed; "live" and "back" still there.
+    assert set(m for m, keys in flink.keys.items() if keys) == {"live", "back"}
+    assert set(flink.wm_state) == {"live", "back"} and set(mp._slots) == {"live", "back"}
+    assert set(kept.keys) == set(kept_mp._slots) == {"live", "gone", "back"}
+    assert not any("gone" in labels for seen in domain.guard._seen.values() for labels in seen)
+    assert any("gone" in labels for seen in kept_domain.guard._seen.values() for labels in seen)
+    # One expiry timer per silence, not one per record: "live" never had one.
+    assert not [t for t, m in flink.timers if m == "live" and t > T0 + 100_000]
+
+    # Results: identical for the machines that report, and for what "gone" produced before.
+    for m in ("live", "gone"):
+        assert _of(flink.out, m) == _of(kept.out, m) and _of(flink.spc, m) == _of(kept.spc, m)
+    assert _of(flink.out, "back") == _of(kept.out, "back")  # windows do not depend on the past
+
+    # "back" came back after the TTL: a new SPC phase I, as if it had never reported before.
+    fresh, _, _ = _drive(TTL_MS, [r for r in rows if r[0] == "back" and r[1] >= T0 + 60_000], serde)
+    assert _of(flink.spc, "back") == _of(fresh.spc, "back") != []
+    assert _of(kept.spc, "back") != _of(fresh.spc, "back")  # kept, its old chart goes on
+
+
+def test_a_forgotten_machine_stays_forgotten_across_a_restore() -> None:
+    serde = Serde()
+    rows = _fleet(serde)
+    forget_done = next(i for i, r in enumerate(rows) if r[1] >= T0 + 40_000)  # "gone" forgotten by then
+    straight, _, _ = _drive(TTL_MS, rows, serde)
+    restored, mp, _ = _drive(TTL_MS, rows, serde, restart_at=forget_done)
+    assert not restored.keys["gone"] and "gone" not in mp._slots
+    for m in ("live", "gone", "back"):
+        assert _of(restored.out, m) == _of(straight.out, m)
+        assert _of(restored.spc, m) == _of(straight.spc, m)
+
+
+def test_a_machine_reporting_rarely_has_one_expiry_timer() -> None:
+    """Its windows are purged between its readings: each purge moves its expiry, the old timer goes."""
+    serde = Serde()
+    enc = serde.encoder("Reading", TOPIC)
+    rows = []
+    for i in range(100):  # "live" every second moves the watermark, "rare" reads every 10 s
+        for m in ("rare", "live") if i % 10 == 0 else ("live",):
+            ts = T0 + i * 1000
+            r = {"plant": "p", "line": "l", "machine_id": m, "sensor": "temp", "unit": "u", "event_time": ts,
+                 "value": 50.0 + i % 3, "quality": "GOOD", "gateway_id": "g", "seq": i,
+                 "lot_id": None}  # fmt: skip
+            rows.append((m, ts, enc(r)))
+    ttl = 1_000_000  # its expiry timers are later than any window's
+    flink, mp, _ = _drive(ttl, rows, serde)
+    expiry = sorted(t for t, m in flink.timers if m == "rare" and t > T0 + 100_000)
+    assert expiry == [T0 + 90_000 + ttl - 1]  # its newest reading + TTL, no earlier one left
+    assert set(mp._slots) == {"rare", "live"} and flink.keys["rare"]
