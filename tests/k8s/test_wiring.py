@@ -173,7 +173,10 @@ def test_acls_grant_what_each_component_does(
         topics.topic_anomalies,
     ]
 
-    assert {"Write", "Describe"} <= _acl_ops(users["millstream-gateway"], "topic", topics.topic_readings)
+    # Every gateway's forwarder writes readings and, for what its validation rejects (a unit it
+    # cannot convert, an unparsable MQTT payload), dead letters (ingest.cli._start_forwarder).
+    for t in (topics.topic_readings, topics.topic_dead_letters):
+        assert {"Write", "Describe"} <= _acl_ops(users["millstream-gateway"], "topic", t), t
     engine = "millstream-windows" if overlay == "dev" else "millstream-flink"
     assert {"Read", "Describe"} <= _acl_ops(users[engine], "topic", topics.topic_readings)
     assert "Read" in _acl_ops(users[engine], "group", stream.app_id)
