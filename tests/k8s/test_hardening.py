@@ -44,10 +44,15 @@ def _flink_resources(objs: list[dict[str, Any]], label: str) -> dict[str, Any] |
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
 def test_every_pod_is_hardened(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
     objs = rendered[overlay]
-    pods = _pods(objs)
-    assert pods, f"{overlay} runs no pods"
+    assert _pods(objs), f"{overlay} runs no pods"
+    problems = hardening_problems(objs)
+    assert not problems, "\n".join(problems)
+
+
+def hardening_problems(objs: list[dict[str, Any]]) -> list[str]:
+    """What breaks the rules above, one line per pod or container (also for tests/k8s/test_gateways)."""
     problems: list[str] = []
-    for kind, label, meta, pod in pods:
+    for kind, label, meta, pod in _pods(objs):
         psc = pod.get("securityContext", {})
         writable_reason = (meta.get("annotations") or {}).get(WRITABLE_ROOT, "").strip()
         containers = [(c, True) for c in pod.get("initContainers", [])] + [
@@ -92,7 +97,7 @@ def test_every_pod_is_hardened(rendered: dict[str, list[dict[str, Any]]], overla
                 for probe in ("livenessProbe", "readinessProbe"):
                     if not c.get(probe):
                         problems.append(f"{where}: no {probe}")
-    assert not problems, "\n".join(problems)
+    return problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
