@@ -29,7 +29,7 @@ class FlinkSettings(BaseSettings):
         "MiniCluster, the cluster's parallelism.default in application mode. Beyond the readings topic's "
         "partition count extra source subtasks read nothing and hold the watermark back until "
         "MILLSTREAM_FLINK_SOURCE_IDLE_TIMEOUT_MS marks them idle (after each start no window closes before "
-        "that; `run flink` refuses it with the timeout at 0).",
+        "that; a local `run flink` refuses it with the timeout at 0).",
     )
     checkpoint_dir: NonEmptyPath | None = Field(
         None,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Obj, config_env, named
+from conftest import REPO, Obj, config_env, named
 
 from ingest.config import SimulatorSettings
 from ingest.signals import sensor_specs
@@ -64,3 +64,18 @@ def test_the_job_is_a_clickhouse_client_like_the_migrate_job(rendered: dict[str,
     for key in ("envFrom", "env"):
         assert pods[0]["spec"]["containers"][0][key] == pods[1]["spec"]["containers"][0][key]
     assert pods[0]["spec"]["serviceAccountName"] == pods[1]["spec"]["serviceAccountName"]
+
+
+def test_the_docs_say_when_the_job_runs_again_and_how_to_apply_a_new_image(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    """The Job is deleted `ttlSecondsAfterFinished` after it finished, so any later apply creates it
+    again (and loads the file again); before that a new image tag cannot be applied to it (a Job's pod
+    template is immutable). docs/kubernetes.md must say both, with the command to delete it."""
+    job, _ = _job_and_file(rendered["dev"])
+    ttl = job["spec"]["ttlSecondsAfterFinished"]
+    doc = (REPO / "docs" / "kubernetes.md").read_text(encoding="utf-8")
+    section = doc.split("## Machine metadata", 1)[1].split("\n## ", 1)[0]
+    assert ttl == 3600 and "an hour after it finished" in section
+    assert "ttlSecondsAfterFinished" in section and "field is immutable" in section
+    assert "delete job migrate metadata-load --ignore-not-found" in section
