@@ -124,6 +124,12 @@ def register(subparsers: Any) -> None:
         "Loading again replaces the rows of the machines/sensors in the file.",
     )
     load.add_argument("file", type=Path, help="the CSV file (with a header row)")
+    load.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not create the database or apply migrations: the machines table must exist already, "
+        "from `millstream migrate` (a Job beside the migrate Job)",
+    )
     load.set_defaults(func=run_metadata_load)
 
     rollups = subparsers.add_parser(
@@ -303,12 +309,30 @@ def _empty_database_hint(client: Any, exc: Exception) -> str:
 
 def run_metadata_load(args: argparse.Namespace) -> int:
     from sinks.clickhouse import connect
+    from sinks.config import ClickHouseSettings
+    from sinks.exceptions import SinkError
     from sinks.metadata import load
     from sinks.migrations import migrate
 
-    client = connect()
+    ch = ClickHouseSettings()
+    # Without migrations the database and its tables are left to `millstream migrate`: in a Replicated
+    # ClickHouse the database must be created Replicated there (as for `sink --no-migrate`).
     try:
-        migrate(client)  # the machines table may be new
+        client = connect(ch, create_database=not args.no_migrate)
+    except SinkError as exc:
+        if not args.no_migrate:
+            raise
+        msg = f"{exc} (metadata load runs without migrations: run `millstream migrate` first)"
+        raise SinkError(msg) from exc
+    try:
+        if not args.no_migrate:
+            migrate(client)  # the machines table may be new
+        elif not client.command("EXISTS TABLE machines"):
+            msg = (
+                f"the database {ch.resolved_database()!r} at {ch.display_url()} has no machines table yet "
+                "(metadata load runs without migrations: run `millstream migrate` first)"
+            )
+            raise SinkError(msg)
         count = load(client, args.file)
     finally:
         client.close()

@@ -338,3 +338,29 @@ def test_sink_without_migrations_does_not_create_the_database(
         assert client.command("SELECT count() FROM system.databases WHERE name = 'millstream'") == 0
     finally:
         client.close()
+
+
+def test_metadata_load_without_migrations_waits_for_millstream_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`metadata load --no-migrate` (the Kubernetes Job beside the migrate Job) neither creates the
+    database (a Replicated one must come from `millstream migrate`) nor the tables: it fails with the
+    hint until they exist, then loads."""
+    monkeypatch.setenv("MILLSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MILLSTREAM_CLICKHOUSE_URL", raising=False)
+    csv = tmp_path / "machines.csv"
+    csv.write_text("plant,line,machine_id,sensor,unit,lsl,usl\np1,l1,m1,pressure,bar,5.0,7.0\n")
+    assert main(["metadata", "load", "--no-migrate", str(csv)]) == 1
+    assert "run `millstream migrate` first" in capsys.readouterr().err
+    client = connect(ClickHouseSettings(data_dir=tmp_path, database="default"), create_database=False)
+    try:
+        assert client.command("SELECT count() FROM system.databases WHERE name = 'millstream'") == 0
+        client.command("CREATE DATABASE millstream")  # the database without its tables
+    finally:
+        client.close()
+    assert main(["metadata", "load", "--no-migrate", str(csv)]) == 1
+    assert "has no machines table yet" in capsys.readouterr().err
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+    assert main(["metadata", "load", "--no-migrate", str(csv)]) == 0
+    assert "loaded 1 machine/sensor row(s)" in capsys.readouterr().out
