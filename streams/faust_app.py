@@ -19,6 +19,12 @@
   keep the state and lose the outputs: the record would then be skipped as already seen). When a
   delivery fails, the partition's processor is dropped and restored from the state last written,
   and the record is read again from Kafka (catch-up), which makes its outputs again.
+* Rebalance and stop: before a partition is given up (revoked, also when the same worker gets it
+  back, and on SIGTERM) its anomaly models are checkpointed and the brokers' acks awaited, so the next
+  owner resumes them where they were (they are otherwise checkpointed at most every 10 s, and the
+  readings in between would be lost to the models). A record or idle tick that was waiting while its
+  partition was given up is not handled: the partition's owner reads it again from its state's
+  position.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ CATCH_UP_MAX = 100_000
 # refused state write would crash the agent on every later record.
 CHANGELOG_STATE_MAX = 900_000
 CONSUMER_STOP_TIMEOUT_S = 15.0  # the longest the worker waits for its Kafka consumer to stop
+HAND_OVER_TIMEOUT_S = 10.0  # the longest a rebalance or a stop waits for the handed-over state's acks
 
 
 class AgentHealth:
@@ -247,19 +254,21 @@ def create_app(
         processors[partition] = proc
         return proc, out
 
-    def put(partition: int, key: bytes, value: bytes | None) -> None:
+    def put(partition: int, key: bytes, value: bytes | None) -> Any:
+        """Write one key; returns the changelog write (a future: done when the brokers have it)."""
         # Explicit partition: also valid outside an event (the idle timer), where Faust's
         # table[key] = value cannot tell which changelog partition the key belongs to.
         if value is None:
             if key in state.data:
                 del state.data[key]
-                state.send_changelog(partition, key, None)
-            return
+                return state.send_changelog(partition, key, None)
+            return None
         state.data[key] = value
-        state.send_changelog(partition, key, value)
+        return state.send_changelog(partition, key, value)
 
-    def persist(proc: PartitionProcessor, last_wm: int, offset: int | None) -> None:
+    def persist(proc: PartitionProcessor, last_wm: int, offset: int | None) -> list[Any]:
         """Write what changed; ``offset`` is the input record just handled (None on the timer).
+        Returns the changelog writes (futures).
 
         Every value written carries the next input offset the state has fully seen: the last write
         of a record carries offset + 1, the ones before it still carry offset (a crash between them
@@ -270,18 +279,23 @@ def create_app(
             writes.append((META, proc.meta_state()))
         done = positions.get(proc.partition)
         last = len(writes) - 1
+        sent = []
         for i, (k, snap) in enumerate(writes):
             if snap is not None and done is not None:
                 snap[NEXT] = offset if offset is not None and i < last else done
             value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
-            put(proc.partition, (prefix + k).encode(), value)
+            sent.append(put(proc.partition, (prefix + k).encode(), value))
+        return [f for f in sent if f is not None]
 
     # One record (or one idle tick) at a time from handling to its state write: the timer must not
     # write a state whose outputs are still waiting for the brokers (a crash would lose them).
     step = asyncio.Lock()
+    stopping = asyncio.Event()  # set when the worker stops: records and ticks after that are not handled
 
     async def handle(proc: PartitionProcessor, value: bytes | None, offset: int, key: bytes | None) -> None:
         async with step:
+            if stopping.is_set() or processors.get(proc.partition) is not proc:
+                return  # given up while waiting: the partition's owner reads it again (see hand_over)
             last_wm = proc.op.watermark
             out = proc.handle(value, offset, key)
             try:
@@ -289,6 +303,8 @@ def create_app(
             except Exception:
                 undelivered(proc)
                 raise
+            if processors.get(proc.partition) is not proc:
+                return  # given up while publishing (see hand_over): the next owner makes them again
             positions[proc.partition] = offset + 1
             persist(proc, last_wm, offset)
 
@@ -367,6 +383,8 @@ def create_app(
         wall = now_ms()
         for proc in list(processors.values()):
             async with step:
+                if stopping.is_set() or processors.get(proc.partition) is not proc:
+                    continue  # given up meanwhile
                 last_wm = proc.op.watermark
                 try:
                     await publish(proc.on_idle(wall))
@@ -391,19 +409,82 @@ def create_app(
             if hw is not None and pos is not None:
                 CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
+    async def hand_over(partitions: list[int], *, drop: bool) -> None:
+        """Checkpoint the anomaly models of these partitions and wait until the brokers have them;
+        with ``drop``, forget the partitions' processors.
+
+        Called before the partitions are given up (revoked, or the worker stops): their next owner,
+        this worker after an eager rebalance or another one, restores them from the changelog. Waits
+        for the record or tick in progress first (its state is written whole), but not longer than
+        HAND_OVER_TIMEOUT_S: a record whose outputs wait for unreachable brokers is made again by the
+        next owner, whose models then resume from their previous checkpoint."""
+        try:
+            await asyncio.wait_for(step.acquire(), HAND_OVER_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning(
+                "partitions %s: handed over without their latest anomaly models", sorted(partitions)
+            )
+            locked = False
+        else:
+            locked = True
+        try:
+            if locked:
+                try:
+                    await asyncio.wait_for(write_models(partitions), HAND_OVER_TIMEOUT_S)
+                except Exception:  # noqa: BLE001 - the next owner resumes from the previous checkpoint
+                    logger.warning(
+                        "partitions %s: the state written at hand-over was not acknowledged within %.0f s;"
+                        " their anomaly models may resume from an older checkpoint",
+                        sorted(partitions), HAND_OVER_TIMEOUT_S, exc_info=True,
+                    )  # fmt: skip
+            if drop:
+                forget(partitions)
+        finally:
+            if locked:
+                step.release()
+
+    async def write_models(partitions: list[int]) -> None:
+        """Checkpoint every anomaly model of these partitions; return once the brokers have it (the
+        writes' own futures: Faust's producer.flush() may return before its buffer is sent)."""
+        procs = [proc for proc in map(processors.get, partitions) if proc is not None]
+        sent = []
+        for proc in procs:
+            proc.save_models()
+            sent += persist(proc, proc.op.watermark, None)
+        await asyncio.gather(*sent)
+        # A broker may report a partition's high watermark as the base offset of its last record
+        # batch + 1 (the local broker does), and Faust's restore stops there: the rest of that batch
+        # is not restored. One more write per partition, sent after the others were acknowledged,
+        # starts a batch of its own: the partition's metadata again, unchanged.
+        marks = []
+        for proc in procs:
+            meta = proc.meta_state()
+            if (done := positions.get(proc.partition)) is not None:
+                meta[NEXT] = done
+            value = json.dumps(meta, separators=(",", ":")).encode()
+            marks.append(put(proc.partition, f"{proc.partition}{TABLE_SEP}{META}".encode(), value))
+        await asyncio.gather(*marks)
+
+    def forget(partitions: list[int]) -> None:
+        for partition in partitions:
+            proc = processors.pop(partition, None)
+            positions.pop(partition, None)
+            skipping.discard(partition)
+            if proc is not None:  # the new owner exports its machines' series from now on
+                domain.forget(proc.machine_ids())
+            try:
+                CONSUMER_LAG.remove(STAGE, topics.topic_readings, str(partition))
+            except KeyError:  # never set
+                pass
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types receivers too narrowly
+    async def on_shutdown(app_: Any, **kwargs: Any) -> None:
+        stopping.set()
+        await hand_over(list(processors), drop=False)
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers too narrowly
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
-        for tp in revoked:
-            if tp.topic == topics.topic_readings:
-                proc = processors.pop(tp.partition, None)
-                positions.pop(tp.partition, None)
-                skipping.discard(tp.partition)
-                if proc is not None:  # the new owner exports its machines' series from now on
-                    domain.forget(proc.machine_ids())
-                try:
-                    CONSUMER_LAG.remove(STAGE, tp.topic, str(tp.partition))
-                except KeyError:  # never set
-                    pass
+        await hand_over([tp.partition for tp in revoked if tp.topic == topics.topic_readings], drop=True)
 
     return app
 

@@ -557,6 +557,11 @@ class PartitionProcessor:
                 }
         return changed
 
+    def save_models(self) -> None:
+        """Make the next :meth:`dirty_state` checkpoint every machine's anomaly model, however recently
+        it was saved: the partition is handed to another owner, which resumes from that checkpoint."""
+        self._anomaly_saved.clear()
+
     def _state_too_large(self, machine: str, size: int) -> None:
         """Logged once per machine: its checkpoint would not fit a state-store record."""
         if machine in self._anomaly_too_large:
