@@ -4,12 +4,16 @@ component, the gateway's file in a generated ConfigMap and its certificates in a
 Rendered with kubectl kustomize and checked like the repository's overlays (schemas, settings,
 hardening), then: the file the pod mounts loads with the gateway's own loader, its certificate paths
 lie in the Secret's read-only mount, the pod is a Kafka client with a user allowed to write what a
-gateway writes, and the network policies let it reach its device port and nothing else new."""
+gateway writes, and the network policies let it reach its device port and nothing else new. The
+same for the prod overlay with both gateways added, which is where the checks of gateways that the
+overlay tests ran on the simulator (probes, upgrade order) run for prod; the simulator
+(k8s/components/simulator) is dev's only."""
 
 from __future__ import annotations
 
 import base64
 import os
+import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,8 +29,19 @@ from ingest.opcua_config import OpcUaConfig
 from ingest.settings_sources import Problems
 from schemas.config import TopicSettings
 from tests.ingest.pki import certificate, opcua_application, rsa_key, write_cert, write_key
-from tests.k8s.conftest import MILLSTREAM_IMAGE, REPO, named, of_kind, settings_from_env
-from tests.k8s.test_hardening import hardening_problems
+from tests.k8s.conftest import (
+    MILLSTREAM_IMAGE,
+    OVERLAY_NAMES,
+    REPO,
+    millstream_containers,
+    named,
+    of_kind,
+    pod_templates,
+    settings_from_env,
+    workloads,
+)
+from tests.k8s.test_hardening import check_health_probes, hardening_problems
+from tests.k8s.test_upgrade_order import check_readers_before_writers, upgrade_steps
 from tests.k8s.test_wiring import _acl_ops
 
 Obj = dict[str, Any]
@@ -117,34 +132,69 @@ GATEWAYS = {
 }
 
 
+def _add_gateway(overlay: Path, kustomization: dict[str, Any], case: str, folder: str = "") -> None:
+    """What docs/kubernetes.md tells a plant to add to its overlay for one gateway: the component,
+    the gateway's file in a generated ConfigMap (or Secret), its certificates in a generated Secret.
+    ``folder``: where in the overlay its files go (two gateways' certificates share names)."""
+    kind, text, make_certs, in_secret = GATEWAYS[case]
+    where = overlay / folder
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{kind}-gateway.yaml").write_text(text, encoding="utf-8")
+    certs = make_certs(where)
+    prefix = f"{folder}/" if folder else ""
+    file_entry = {"files": [f"gateway.yaml={prefix}{kind}-gateway.yaml"]}
+    k = kustomization
+    k.setdefault("components", []).append(
+        os.path.relpath(REPO / "k8s" / "components" / f"gateway-{kind}", overlay)
+    )
+    k.setdefault("secretGenerator", []).append(
+        {
+            "name": f"millstream-gateway-{kind}-certs",
+            "files": [f"{c.name}={prefix}{c.name}" if prefix else c.name for c in certs],
+        }
+    )
+    k.setdefault("patches", [])
+    if case == "opcua":
+        target = {"kind": "NetworkPolicy", "name": f"gateway-{kind}-devices"}
+        k["patches"].append({"target": target, "patch": NARROW_EGRESS})
+    if in_secret:
+        k["secretGenerator"].append({"name": f"millstream-gateway-{kind}-file", **file_entry})
+        k["patches"].append({"patch": FILE_IN_A_SECRET.format(kind=kind)})
+    else:
+        k.setdefault("configMapGenerator", []).append({"name": f"millstream-gateway-{kind}", **file_entry})
+
+
 def _overlay(tmp_path: Path, case: str) -> Path:
     """The overlay a plant writes, in tmp_path (kustomize wants the repository's folders relative)."""
-    kind, text, make_certs, in_secret = GATEWAYS[case]
     overlay = tmp_path / "overlay"
     overlay.mkdir()
-    (overlay / f"{kind}-gateway.yaml").write_text(text, encoding="utf-8")
-    certs = make_certs(overlay)
-    file_entry = {"files": [f"gateway.yaml={kind}-gateway.yaml"]}
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": "millstream",
         "resources": [os.path.relpath(REPO / "k8s" / "base", overlay)],
-        "components": [os.path.relpath(REPO / "k8s" / "components" / f"gateway-{kind}", overlay)],
-        "secretGenerator": [
-            {"name": f"millstream-gateway-{kind}-certs", "files": [c.name for c in certs]},
-        ],
         "images": [{"name": "millstream", "newName": MILLSTREAM_IMAGE, "newTag": "0.1.0"}],
     }
-    kustomization["patches"] = []
-    if case == "opcua":
-        target = {"kind": "NetworkPolicy", "name": f"gateway-{kind}-devices"}
-        kustomization["patches"].append({"target": target, "patch": NARROW_EGRESS})
-    if in_secret:
-        kustomization["secretGenerator"].append({"name": f"millstream-gateway-{kind}-file", **file_entry})
-        kustomization["patches"].append({"patch": FILE_IN_A_SECRET.format(kind=kind)})
-    else:
-        kustomization["configMapGenerator"] = [{"name": f"millstream-gateway-{kind}", **file_entry}]
+    _add_gateway(overlay, kustomization, case)
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    return overlay
+
+
+def _prod_with_gateways(tmp_path: Path, cases: list[str]) -> Path:
+    """k8s/overlays/prod with real gateways added to it, as docs/kubernetes.md ("Deploy: prod")
+    tells a plant to do: a copy of the overlay's folder whose kustomization gains the components."""
+    overlay = tmp_path / "prod"
+    shutil.copytree(REPO / "k8s" / "overlays" / "prod", overlay)
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text(encoding="utf-8"))
+    for key in ("resources", "components"):
+        kustomization[key] = [
+            os.path.relpath((REPO / "k8s" / "overlays" / "prod" / r).resolve(), overlay)
+            if r.startswith("../")
+            else r
+            for r in kustomization[key]
+        ]
+    for case in cases:
+        _add_gateway(overlay, kustomization, case, folder=case)
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
     return overlay
 
@@ -196,18 +246,65 @@ def _admits(policies: list[Obj], labels: dict[str, str], port: int) -> list[str]
     return found
 
 
-@pytest.mark.parametrize("case", sorted(GATEWAYS))
-def test_a_real_gateway_component_renders_loads_and_reaches_its_device(
-    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kind, _, _, file_in_a_secret = GATEWAYS[case]
-    overlay = _overlay(tmp_path, case)
+def _render(overlay: Path) -> list[Obj]:
+    """The overlay's objects, after the checks every shipped overlay passes (schemas, settings, hardening)."""
     report = validate_overlay(overlay, DEFAULT_KUBERNETES_VERSION, schemas_dir(REPO))
     assert not report.errors, "\n".join(report.errors)
     objs = build_overlay(overlay)
     problems = hardening_problems(objs)
     assert not problems, "\n".join(problems)
+    return objs
 
+
+@pytest.mark.parametrize("case", sorted(GATEWAYS))
+def test_a_real_gateway_component_renders_loads_and_reaches_its_device(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objs = _render(_overlay(tmp_path, case))
+    _check_gateway(objs, case, tmp_path / "pod", monkeypatch)
+
+
+def test_prod_with_real_gateways_runs_them_and_no_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prod overlay with an OPC UA and an MQTT gateway added (docs/kubernetes.md, "Deploy: prod"):
+    each gateway as checked above, the upgrade recipe reaches them last, nothing simulates."""
+    cases = ["opcua", "mqtt"]
+    objs = _render(_prod_with_gateways(tmp_path, cases))
+    for case in cases:
+        _check_gateway(objs, case, tmp_path / f"pod-{case}", monkeypatch)
+    check_readers_before_writers(upgrade_steps(objs))
+    assert not _simulators(objs)
+
+
+def _simulators(objs: list[Obj]) -> list[str]:
+    """Containers running `millstream gateway simulate`."""
+    parser = build_parser()
+    return [
+        f"{label}/{c['name']}"
+        for label, c in millstream_containers(objs)
+        if c.get("args")
+        and c["args"][0] == "gateway"
+        and getattr(parser.parse_args(c["args"]), "gateway_kind", None) == "simulate"
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_only_dev_runs_the_plant_simulator(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    """Simulated machines in the readings topic reach ClickHouse, the dashboards and the alerts like
+    real ones: the simulator (k8s/components/simulator) belongs to the dev overlay only."""
+    simulators = _simulators(rendered[overlay])
+    if overlay == "dev":
+        assert simulators == ["Deployment/gateway/gateway"], simulators
+    else:
+        assert not simulators, f"{overlay} runs the plant simulator: {simulators}"
+
+
+def _check_gateway(objs: list[Obj], case: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway of ``case`` in the rendered ``objs``: its command, metrics, probes, mounted file
+    and certificates, Kafka user, spool, disruption budget and network. ``root``: where the pod's
+    mounted files are written."""
+    kind, _, _, file_in_a_secret = GATEWAYS[case]
     deployment = named(objs, "Deployment", f"gateway-{kind}")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -223,9 +320,9 @@ def test_a_real_gateway_component_renders_loads_and_reaches_its_device(
     monitor = named(objs, "PodMonitor", "millstream")
     assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert labels["app.kubernetes.io/component"] == "gateway"  # the alert rules' `component`
+    assert f"Deployment/gateway-{kind}" in check_health_probes(objs)  # /healthz, /readyz on metrics
 
     # the file as the pod sees it, loaded by the gateway's own loader (ingest.cli.run_bridge)
-    root = tmp_path / "pod"
     mounted = _materialize(pod, container, objs, root)
     config_file = PurePosixPath(container["args"][container["args"].index("--config") + 1])
     config_dir = str(config_file.parent)
@@ -289,5 +386,12 @@ def test_a_real_gateway_component_renders_loads_and_reaches_its_device(
     policies = of_kind(objs, "NetworkPolicy")
     assert _admits(policies, labels, device_port) == [f"gateway-{kind}-devices"]
     assert not _admits(policies, labels, 5020)
-    simulator = named(objs, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
-    assert not _admits(policies, simulator, device_port), "the device port is open to other pods"
+    # ...for this gateway only: not for another gateway (same labels, another name) nor any other pod
+    others = [{**labels, "app.kubernetes.io/name": "gateway"}] + [
+        meta.get("labels", {})
+        for w in workloads(objs)
+        if w is not deployment
+        for _, meta, _ in pod_templates(w)
+    ]
+    for other in others:
+        assert not _admits(policies, other, device_port), f"the device port is open to {other}"

@@ -100,14 +100,13 @@ def hardening_problems(objs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
-def test_millstream_processes_probe_their_health_endpoints(
-    rendered: dict[str, list[dict[str, Any]]], overlay: str
-) -> None:
+def check_health_probes(objs: list[dict[str, Any]]) -> set[str]:
     """Gateway, stream job and sink: liveness on /healthz, readiness on /readyz (with time for its
-    broker check), on the metrics port (sinks.metrics serves both there)."""
-    checked = 0
-    for label, c in millstream_containers(rendered[overlay]):
+    broker check), on the metrics port (sinks.metrics serves both there). Returns the workloads
+    checked, which include every Deployment and StatefulSet Prometheus scrapes (also for
+    tests/k8s/test_gateways)."""
+    checked = set()
+    for label, c in millstream_containers(objs):
         if "livenessProbe" not in c and "readinessProbe" not in c:
             continue  # the migrate Job and init containers run once
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
@@ -116,8 +115,25 @@ def test_millstream_processes_probe_their_health_endpoints(
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, label
         # /readyz connects to the broker with a 1-2 s timeout: the probe's default 1 s would cut it off
         assert c["readinessProbe"].get("timeoutSeconds", 1) >= 3, f"{label}: readiness probe timeout"
-        checked += 1
-    assert checked >= 2, f"{overlay}: expected the gateway and the sink at least, checked {checked}"
+        checked.add(label)
+    scraped = {
+        label
+        for w in workloads(objs)
+        if w["kind"] in ("Deployment", "StatefulSet")
+        for label, meta, _ in pod_templates(w)
+        if meta.get("labels", {}).get("millstream.io/scrape") == "true"
+    }
+    assert scraped <= checked, f"no health probes: {sorted(scraped - checked)}"
+    return checked
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_millstream_processes_probe_their_health_endpoints(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    checked = check_health_probes(rendered[overlay])
+    # prod runs no gateway of its own: tests/k8s/test_gateways.py checks the real gateways' probes
+    assert "Deployment/sink" in checked, f"{overlay}: expected the sink at least, checked {checked}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
