@@ -13,6 +13,13 @@
   delivers a later offset (a restarted worker whose last state writes before a crash never reached
   the changelog; a consumer that skipped a record, which we have seen at start-up), the records in
   between are read from Kafka directly and processed first.
+* Anomaly models are checkpointed less often (at most every 10 s per machine, see
+  :meth:`PartitionProcessor.dirty_state`). Every value written also records the lowest input offset
+  whose readings a model learnt that no checkpoint holds yet; a restored partition whose models lag
+  its state (a worker killed with SIGKILL, a failed delivery) reads the records from there up to the
+  state's position from Kafka and gives each machine's model those after its own checkpoint, outputs
+  discarded (they were published before that state was written), so the models go on as if
+  uninterrupted.
 * Delivery: at-least-once to the output topics; a window re-emitted after a crash carries the same
   identity and version, and ClickHouse's ReplacingMergeTree keeps one row. The outputs of a record
   are acknowledged by the brokers before the state that records them is written (else a crash could
@@ -50,7 +57,7 @@ from sinks.metrics import CATCH_UP_RECORDS, CONSUMER_LAG, WATERMARK, precreate
 from streams.anomaly.config import AnomalySettings
 from streams.config import StreamSettings
 from streams.exceptions import StreamError
-from streams.pipeline import STAGE, Outputs, PartitionProcessor, now_ms
+from streams.pipeline import ANOMALY_PREFIX, STAGE, Outputs, PartitionProcessor, now_ms
 from streams.spc.config import SpcSettings
 
 logger = logging.getLogger(__name__)
@@ -59,6 +66,11 @@ TABLE_SEP = "\x1e"  # partition <RS> key
 STATE_TABLE = "window-state"  # its changelog is co-partitioned with the readings topic (streams.partitions)
 META = "__meta__"
 NEXT = "next_offset"  # in every value written: the next input offset the partition's state has not seen
+# In every value written: the lowest input offset whose readings an anomaly model learnt that no
+# checkpoint written before holds (PartitionProcessor.models_from): after a crash, the models learn
+# the records from there to the state's position again.
+MODELS = "models_from"
+LEARN_YIELD = 200  # records a model catch-up learns between two yields to the event loop
 # A larger gap between the restored state and the consumer's position is an operator's offset reset
 # (skipping a backlog on purpose), not records lost on the way: it is logged and not read back.
 CATCH_UP_MAX = 100_000
@@ -198,6 +210,9 @@ def create_app(
     precreate(STAGE, (DECODE_ERROR, UNKNOWN_SCHEMA, INVALID_RECORD, TOO_LATE), (spc.chart, spc.rules))
     CATCH_UP_RECORDS.labels(STAGE)
     positions: dict[int, int] = {}
+    # partition -> (first offset, end offset, machine -> next offset its checkpoint has not seen) of
+    # the records its restored anomaly models have still to learn (see relearn)
+    lagging: dict[int, tuple[int, int, dict[str, int]]] = {}
 
     async def publish(out: Outputs) -> None:
         """Send the outputs and wait until the brokers have them all (acks=all).
@@ -244,9 +259,20 @@ def create_app(
         out = proc.restore(keys, meta)
         # The changelog is written in input order and a crash can only cut off its end, so the highest
         # mark restored is the state's true position.
-        marks = [v[NEXT] for v in (*keys.values(), meta) if isinstance(v, dict) and v.get(NEXT) is not None]
+        values = [v for v in (*keys.values(), meta) if isinstance(v, dict)]
+        marks = [v[NEXT] for v in values if v.get(NEXT) is not None]
         if marks:
             positions[partition] = int(max(marks))
+        # Every value's MODELS mark is true of what was written before it, so the highest restored holds.
+        learnt = max((int(v[MODELS]) for v in values if v.get(MODELS) is not None), default=None)
+        lagging.pop(partition, None)
+        if learnt is not None and marks and learnt < positions[partition]:
+            since = {
+                name[len(ANOMALY_PREFIX) :]: int(v[NEXT])  # the model has seen every record before it
+                for name, v in keys.items()
+                if name.startswith(ANOMALY_PREFIX) and isinstance(v, dict) and v.get(NEXT) is not None
+            }
+            lagging[partition] = (learnt, positions[partition], since)
         if keys:
             logger.info(
                 "partition %s: restored %d keys, watermark %s", partition, len(keys), proc.op.watermark
@@ -274,18 +300,26 @@ def create_app(
         of a record carries offset + 1, the ones before it still carry offset (a crash between them
         re-reads the record, which is counted once)."""
         prefix = f"{proc.partition}{TABLE_SEP}"
+        done = positions.get(proc.partition)
+        learnt = None if done is None else models_mark(proc, done)
         writes = list(proc.dirty_state().items())
         if proc.op.watermark != last_wm:
             writes.append((META, proc.meta_state()))
-        done = positions.get(proc.partition)
         last = len(writes) - 1
         sent = []
         for i, (k, snap) in enumerate(writes):
             if snap is not None and done is not None:
                 snap[NEXT] = offset if offset is not None and i < last else done
+                # until the last write, the checkpoints this call writes may be cut off by a crash
+                snap[MODELS] = learnt if i < last else models_mark(proc, done)
             value = None if snap is None else json.dumps(snap, separators=(",", ":")).encode()
             sent.append(put(proc.partition, (prefix + k).encode(), value))
         return [f for f in sent if f is not None]
+
+    def models_mark(proc: PartitionProcessor, done: int) -> int:
+        """The MODELS mark of a value written now; ``done``: the state's position."""
+        waiting = lagging.get(proc.partition)
+        return waiting[0] if waiting is not None else proc.models_from(done)
 
     # One record (or one idle tick) at a time from handling to its state write: the timer must not
     # write a state whose outputs are still waiting for the brokers (a crash would lose them).
@@ -319,6 +353,7 @@ def create_app(
         if processors.get(proc.partition) is proc:
             del processors[proc.partition]
             positions.pop(proc.partition, None)
+            lagging.pop(proc.partition, None)
 
     async def catch_up(proc: PartitionProcessor, start: int, end: int) -> None:
         """Process input offsets [start, end) read from Kafka directly (see the module docstring)."""
@@ -344,6 +379,42 @@ def create_app(
         for offset, key, value in records:
             await handle(proc, value, offset, key)
 
+    async def relearn(proc: PartitionProcessor) -> None:
+        """Give the restored anomaly models of a partition the records they missed, if they lag its
+        state (see the module docstring): offsets [first, end) read from Kafka, each to the machines
+        whose checkpoint had not seen it, before any later record. No model is checkpointed until all
+        are learnt."""
+        partition = proc.partition
+        waiting = lagging.get(partition)
+        if waiting is None or processors.get(partition) is not proc:
+            return  # given up meanwhile: the next owner does it
+        start, end, since = waiting
+        if end - start > CATCH_UP_MAX:
+            logger.warning(
+                "partition %s: the anomaly models' checkpoints are %s records behind the state, more than"
+                " %s: not read again; the models resume from their checkpoints",
+                partition, end - start, CATCH_UP_MAX,
+            )  # fmt: skip
+            del lagging[partition]
+            return
+        records = await asyncio.to_thread(
+            read_range, kafka, topics.topic_readings, partition, start, end, strict=True
+        )
+        async with step:  # held throughout: a model half way through must not be checkpointed
+            if stopping.is_set() or processors.get(partition) is not proc:
+                return  # given up meanwhile: the next owner does it
+            for i, (offset, _key, value) in enumerate(records):
+                proc.learn(value, offset, since)
+                if i % LEARN_YIELD == LEARN_YIELD - 1:
+                    await asyncio.sleep(0)  # the consumer and timers go on meanwhile
+            if processors.get(partition) is proc:
+                del lagging[partition]
+        logger.warning(
+            "partition %s: the anomaly models were restored from checkpoints that missed offsets %s..%s of"
+            " the state; learnt the %s records in between again (read from Kafka)",
+            partition, start, end - 1, len(records),
+        )  # fmt: skip
+
     skipping: set[int] = set()  # partitions whose replay of already-seen records was logged
 
     def skipped(partition: int, offset: int, expected: int) -> None:
@@ -361,6 +432,7 @@ def create_app(
                 msg = event.message
                 proc, restored = processor_for(msg.partition)
                 await publish(restored)
+                await relearn(proc)
                 expected = positions.get(msg.partition)
                 if expected is not None and msg.offset < expected:
                     # Already in the restored state (the committed offset lags the changelog after a
@@ -461,6 +533,7 @@ def create_app(
             meta = proc.meta_state()
             if (done := positions.get(proc.partition)) is not None:
                 meta[NEXT] = done
+                meta[MODELS] = models_mark(proc, done)
             value = json.dumps(meta, separators=(",", ":")).encode()
             marks.append(put(proc.partition, f"{proc.partition}{TABLE_SEP}{META}".encode(), value))
         await asyncio.gather(*marks)
@@ -469,6 +542,7 @@ def create_app(
         for partition in partitions:
             proc = processors.pop(partition, None)
             positions.pop(partition, None)
+            lagging.pop(partition, None)
             skipping.discard(partition)
             if proc is not None:  # the new owner exports its machines' series from now on
                 domain.forget(proc.machine_ids())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +194,7 @@ class PartitionProcessor:
         self._anomaly_last_ts: dict[str, int] = {}
         self._anomaly_saved: dict[str, int] = {}  # machine_id -> wall ms of the last state write
         self._anomaly_changed: set[str] = set()  # machines whose monitor learnt since its last write
+        self._unsaved_from: dict[str, int] = {}  # those machines -> input offset of the first such reading
         self.anomaly_checkpoint_ms = anomaly_checkpoint_ms
         # A checkpoint larger than this is not written (logged once): a record the state store's
         # producer would refuse (Faust's changelog) must not stop the job. None: no limit (Flink).
@@ -244,7 +246,7 @@ class PartitionProcessor:
         # BAD readings are excluded from statistics; the raw reading stays in the readings topic.
         self.bad_quality += len(readings) - len(good)
         if good:
-            self._score(good, out, wall)
+            self._score(good, out, wall, offset)
         for r in good:
             k = op_key(r["machine_id"], r["sensor"])
             self.meta[k] = (r["plant"], r["line"], r["unit"])
@@ -254,6 +256,38 @@ class PartitionProcessor:
                 self._route(e, out, wall, r, offset)
         self._expire()
         return out
+
+    def learn(
+        self, value: bytes | None, offset: int, since: Mapping[str, int], wall_ms: int | None = None
+    ) -> None:
+        """Give one input record the partition's state has already handled to its machine's anomaly
+        model, if that model's checkpoint has not seen it (``offset >= since[machine]``; a machine not
+        in ``since`` has no checkpoint: always); what it makes is discarded (it was published then).
+
+        A model is checkpointed less often than the window state (``anomaly_checkpoint_ms``): after a
+        crash the engine restores it from a checkpoint older than the state and gives it the records
+        in between, in input order, here. Same path as :meth:`handle`: a record it dead-lettered or
+        whose scan is at or before the machine's last scored time teaches nothing here either.
+        """
+        wall = wall_ms if wall_ms is not None else now_ms()
+        try:
+            decoded = self.serde.decode(value)
+            if decoded.name not in READING_NAMES:
+                return
+            readings = explode_scan(decoded.record)
+            for r in readings:
+                validate(r, wall, self.settings.max_future_ms)
+        except (DecodeError, InvalidRecord):
+            return
+        good = [r for r in readings if r["quality"] != "BAD"]
+        if good and offset >= since.get(good[0]["machine_id"], offset):
+            self._score(good, Outputs(), wall, offset, metrics=False)
+
+    def models_from(self, next_offset: int) -> int:
+        """The lowest input offset whose readings some anomaly model learnt and no checkpoint (a
+        :meth:`dirty_state` written before) holds yet; ``next_offset`` when every model is saved.
+        Restored after a crash, the models :meth:`learn` the records from there again."""
+        return min(self._unsaved_from.values(), default=next_offset)
 
     def on_idle(self, wall_ms: int | None = None) -> Outputs:
         """Processing-time tick: idle partitions advance their watermark so last windows close."""
@@ -304,6 +338,7 @@ class PartitionProcessor:
             self._spc_waiting.pop(machine, None)
             self._seen.pop(machine, None)
             self._anomaly_changed.discard(machine)
+            self._unsaved_from.pop(machine, None)
             self._anomaly_too_large.discard(machine)
         self.domain.forget(gone)
         logger.info(
@@ -364,8 +399,11 @@ class PartitionProcessor:
                 dead_letter(STAGE, self.topic, self.partition, offset, key, payload, TOO_LATE, e.reason)
             )
 
-    def _score(self, readings: list[dict[str, Any]], out: Outputs, wall: int) -> None:
-        """Anomaly scoring of one scan (readings of one machine at one instant), in event-time order.
+    def _score(
+        self, readings: list[dict[str, Any]], out: Outputs, wall: int, offset: int, metrics: bool = True
+    ) -> None:
+        """Anomaly scoring of one scan (readings of one machine at one instant), in event-time order;
+        ``offset``: the input record's; without ``metrics`` (:meth:`learn`) no metric is updated.
 
         A reading at or before the machine's last scored time (out of order or a retry's duplicate)
         is not scored again: each machine's model sees a strictly increasing time series.
@@ -389,12 +427,13 @@ class PartitionProcessor:
             monitor = self.anomaly[machine] = MachineMonitor(machine, self.anomaly_settings)
             scored = monitor.update(ts, values)
         self._anomaly_changed.add(machine)
-        for detector, score in scored.scores.items():
+        self._unsaved_from.setdefault(machine, offset)
+        for detector, score in scored.scores.items() if metrics else ():
             self.domain.anomaly_score(first["plant"], first["line"], machine, detector, score)
         ev = scored.event
         if ev is None:
             return
-        if ev.is_open:
+        if ev.is_open and metrics:
             ANOMALY_EVENTS.labels("machine" if ev.sensor == MACHINE else "sensor").inc()
         out.anomalies.append({
             "plant": first["plant"], "line": first["line"], "machine_id": machine, "sensor": ev.sensor,
@@ -547,6 +586,7 @@ class PartitionProcessor:
             if wall - self._anomaly_saved.get(machine, -(2**62)) >= self.anomaly_checkpoint_ms:
                 self._anomaly_saved[machine] = wall
                 self._anomaly_changed.discard(machine)
+                self._unsaved_from.pop(machine, None)  # saved (or never: too large, see below)
                 packed = pack(monitor.snapshot())
                 if self.anomaly_state_max_bytes is not None and len(packed) > self.anomaly_state_max_bytes:
                     self._state_too_large(machine, len(packed))
