@@ -14,24 +14,21 @@ partition over the same records (the operator library run in this process).
 from __future__ import annotations
 
 import json
-import random
 import signal
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
+from faust_scenario import GROUP, changelog_state, reference_processors, shifted_readings
 
 from infra.pipeline import LocalPipeline, PipelineOptions
 from infra.procs import wait_until
 from schemas.serde import Serde
-from streams.anomaly.config import AnomalySettings
 from streams.anomaly.state import unpack
-from streams.config import StreamSettings
 from streams.faust_app import NEXT, TABLE_SEP
-from streams.pipeline import ANOMALY_PACKED, ANOMALY_PREFIX, PartitionProcessor
-from streams.spc.config import SpcSettings
+from streams.pipeline import ANOMALY_PACKED, ANOMALY_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -45,52 +42,7 @@ ENV = {
     "MILLSTREAM_ANOMALY_WARMUP_HOURS": "0", "MILLSTREAM_ANOMALY_WARMUP": "100",
     "MILLSTREAM_KAFKA_SESSION_TIMEOUT_MS": "3000",
 }  # fmt: skip
-GROUP = "millstream-windows"
 EVENT = ("machine_id", "sensor", "state", "started_at", "event_time", "score", "threshold")
-
-
-def _readings(t0: int) -> list[tuple[int, dict[str, Any]]]:
-    """(partition, reading) in produce order; a heartbeat per machine at the end closes its windows."""
-    rng = random.Random(20261123)
-    out = []
-    for i in range(STEPS[-1]):
-        for n, m in enumerate(MACHINES):
-            for k, s in enumerate(SENSORS):
-                shift = 12.0 if s == "temperature" and i >= SHIFTS[m] else 0.0
-                out.append((n % PARTITIONS, {
-                    "plant": "p1", "line": "l1", "machine_id": m, "sensor": s, "unit": "u",
-                    "event_time": t0 + i * 200 + k * 97 + rng.randrange(0, 50),
-                    "value": round(rng.gauss(50 + shift, 2), 6), "quality": "GOOD", "gateway_id": "gw",
-                    "seq": i, "lot_id": None,
-                }))  # fmt: skip
-    end = t0 + STEPS[-1] * 200 + 10_000
-    out += [(n % PARTITIONS, {**out[-1][1], "machine_id": m, "sensor": "heartbeat", "event_time": end})
-            for n, m in enumerate(MACHINES)]  # fmt: skip
-    return out
-
-
-def _changelog(pipe: LocalPipeline) -> dict[str, dict[str, Any]]:
-    """The worker's state changelog: the last value of every key (``<partition><RS><name>``)."""
-    c = Consumer({**pipe.kafka.librdkafka(), "group.id": "millstream-inspect", "enable.auto.commit": False})
-    try:
-        names = [t for t in c.list_topics(timeout=10).topics if t.startswith(GROUP) and "changelog" in t]
-        parts = [
-            TopicPartition(t, p, 0) for t in names for p in c.list_topics(t, timeout=10).topics[t].partitions
-        ]
-        c.assign(parts)
-        state: dict[str, dict[str, Any]] = {}
-        while msgs := c.consume(500, 1.0):
-            for m in msgs:
-                if m.error():
-                    continue
-                key, value = (m.key() or b"").decode(), m.value()
-                if value:
-                    state[key] = json.loads(value)
-                else:
-                    state.pop(key, None)
-        return state
-    finally:
-        c.close()
 
 
 def _positions(state: dict[str, dict[str, Any]]) -> tuple[dict[int, int], dict[str, tuple[int, int]]]:
@@ -106,30 +58,6 @@ def _positions(state: dict[str, dict[str, Any]]) -> tuple[dict[int, int], dict[s
         if name.startswith(ANOMALY_PREFIX):
             models[name[len(ANOMALY_PREFIX) :]] = (int(part), int(value[NEXT]))
     return marks, models
-
-
-def _reference(
-    records: list[tuple[int, bytes, bytes]], pipe: LocalPipeline
-) -> tuple[list[PartitionProcessor], list[dict[str, Any]]]:
-    """One uninterrupted processor per partition over the same records, in partition order, and the
-    anomaly events they made."""
-    env = pipe.env()
-    settings = StreamSettings(
-        window=env["MILLSTREAM_STREAM_WINDOW"],
-        out_of_orderness_ms=int(env["MILLSTREAM_STREAM_OUT_OF_ORDERNESS_MS"]),
-        allowed_lateness_ms=int(env["MILLSTREAM_STREAM_ALLOWED_LATENESS_MS"]),
-        idle_timeout_ms=0,
-    )
-    procs, events = [], []
-    for p in range(PARTITIONS):
-        proc = PartitionProcessor(
-            settings, Serde(), p, pipe.topics.topic_readings, SpcSettings(), AnomalySettings()
-        )
-        mine = [(key, value) for part, key, value in records if part == p]
-        for offset, (key, value) in enumerate(mine):
-            events += proc.handle(value, offset, key).anomalies
-        procs.append(proc)
-    return procs, events
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +79,10 @@ def run(
     )  # fmt: skip
     t0 = (int(time.time() * 1000) // WINDOW_MS) * WINDOW_MS - 3_600_000
     enc = Serde().encoder("Reading", "readings")
-    records = [(p, r["machine_id"].encode(), enc(r)) for p, r in _readings(t0)]
+    records = [
+        (p, r["machine_id"].encode(), enc(r))
+        for p, r in shifted_readings(t0, MACHINES, SENSORS, STEPS[-1], SHIFTS, PARTITIONS)
+    ]
     per_step = len(MACHINES) * len(SENSORS)
     cuts = [0, STEPS[0] * per_step, STEPS[1] * per_step, len(records)]
     with LocalPipeline(opts) as pipe:
@@ -173,7 +104,7 @@ def run(
 
         def state_at(ends: dict[int, int], models_too: bool) -> bool:
             pipe.check_alive("windows")
-            marks, models = _positions(_changelog(pipe))
+            marks, models = _positions(changelog_state(pipe))
             if any(marks.get(p, -1) < end for p, end in ends.items()):
                 return False
             return not models_too or all(
@@ -189,7 +120,7 @@ def run(
         worker.signal(signal.SIGKILL)  # before the models' next checkpoint, 10 s after the last
         assert worker.proc is not None
         worker.proc.wait(10)
-        marks, models = _positions(_changelog(pipe))
+        marks, models = _positions(changelog_state(pipe))
         behind = {m: marks[p] - nxt for m, (p, nxt) in models.items() if nxt < marks[p]}
 
         pipe.start_worker()  # same group, same state topics: a restart
@@ -202,13 +133,15 @@ def run(
         wait_until(drained, 120, "the restarted worker to process the rest", 0.5)
         pipe.wait_quiet(pipe.topics.topic_anomalies, quiet_s=2, timeout=30)
         assert pipe.stop("windows") == 0  # SIGTERM: every model is checkpointed before it stops
-        reference, events = _reference(records, pipe)
+        done = reference_processors(records, pipe, PARTITIONS)
+        reference = [proc for proc, _ in done]
+        events = [e for _, outs in done for out in outs for e in out.anomalies]
         yield {
             "behind": behind,
             "reference": reference,
             "events": events,
             "anomalies": pipe.read_topic(pipe.topics.topic_anomalies),
-            "state": _changelog(pipe),
+            "state": changelog_state(pipe),
         }
 
 

@@ -12,7 +12,6 @@ whose mean shifts after a rebalance then opened their anomaly events later and w
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 import time
@@ -22,14 +21,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from faust_scenario import GROUP, reference_processors, shifted_readings
 
 from infra.pipeline import LocalPipeline, PipelineOptions
 from infra.procs import ManagedProcess, free_port, wait_until
 from schemas.serde import Serde
-from streams.anomaly.config import AnomalySettings
-from streams.config import StreamSettings
-from streams.pipeline import Outputs, PartitionProcessor
-from streams.spc.config import SpcSettings
+from streams.pipeline import Outputs
 
 pytestmark = pytest.mark.integration
 
@@ -43,48 +40,15 @@ ENV = {
     "MILLSTREAM_SPC_PHASE1_COUNT": "10", "MILLSTREAM_SPC_CHART": "imr", "MILLSTREAM_SPC_RULES": "we",
     "MILLSTREAM_ANOMALY_WARMUP_HOURS": "0", "MILLSTREAM_ANOMALY_WARMUP": "100",
 }  # fmt: skip
-GROUP = "millstream-windows"
 STATS = ("count", "mean", "std", "min", "max", "p50", "first", "last")
 
 
-def _readings(t0: int) -> list[tuple[int, dict[str, Any]]]:
-    """(partition, reading) in produce order; a heartbeat per machine at the end closes its windows."""
-    rng = random.Random(20261123)
-    out = []
-    for i in range(STEPS[-1]):
-        for n, m in enumerate(MACHINES):
-            for k, s in enumerate(SENSORS):
-                shift = 12.0 if s == "temperature" and i >= SHIFTS[m] else 0.0
-                out.append((n % PARTITIONS, {
-                    "plant": "p1", "line": "l1", "machine_id": m, "sensor": s, "unit": "u",
-                    "event_time": t0 + i * 200 + k * 97 + rng.randrange(0, 50),
-                    "value": round(rng.gauss(50 + shift, 2), 6), "quality": "GOOD", "gateway_id": "gw",
-                    "seq": i, "lot_id": None,
-                }))  # fmt: skip
-    end = t0 + STEPS[-1] * 200 + 10_000
-    out += [(n % PARTITIONS, {**out[-1][1], "machine_id": m, "sensor": "heartbeat", "event_time": end})
-            for n, m in enumerate(MACHINES)]  # fmt: skip
-    return out
-
-
 def _reference(records: list[tuple[int, bytes, bytes]], pipe: LocalPipeline) -> Outputs:
-    """One uninterrupted processor per partition over the same records, in partition order."""
-    env = pipe.env()
-    settings = StreamSettings(
-        window=env["MILLSTREAM_STREAM_WINDOW"],
-        out_of_orderness_ms=int(env["MILLSTREAM_STREAM_OUT_OF_ORDERNESS_MS"]),
-        allowed_lateness_ms=int(env["MILLSTREAM_STREAM_ALLOWED_LATENESS_MS"]),
-        idle_timeout_ms=0,
-    )
+    """The outputs of one uninterrupted processor per partition over the same records."""
     out = Outputs()
-    serde = Serde()
-    for p in range(PARTITIONS):
-        proc = PartitionProcessor(
-            settings, serde, p, pipe.topics.topic_readings, SpcSettings(), AnomalySettings()
-        )
-        mine = [(key, value) for part, key, value in records if part == p]
-        for offset, (key, value) in enumerate(mine):
-            out.extend(proc.handle(value, offset, key))
+    for _, outs in reference_processors(records, pipe, PARTITIONS):
+        for o in outs:
+            out.extend(o)
     return out
 
 
@@ -111,7 +75,7 @@ def run(
         allowed_lateness_ms=1000, idle_timeout_ms=0, partitions=PARTITIONS, extra_env=ENV,
     )  # fmt: skip
     t0 = (int(time.time() * 1000) // WINDOW_MS) * WINDOW_MS - 3_600_000
-    data = _readings(t0)
+    data = shifted_readings(t0, MACHINES, SENSORS, STEPS[-1], SHIFTS, PARTITIONS)
     enc = Serde().encoder("Reading", "readings")
     records = [(p, r["machine_id"].encode(), enc(r)) for p, r in data]
     per_step = len(MACHINES) * len(SENSORS)
