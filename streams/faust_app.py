@@ -471,7 +471,10 @@ def create_app(
         for tp in app.consumer.assignment():
             if tp.topic != topics.topic_readings:
                 continue
-            hw = app.consumer.highwater(tp)
+            try:
+                hw = app.consumer.highwater(tp)
+            except AssertionError:  # revoked meanwhile (a rebalance during the await below): aiokafka
+                continue  # asserts the assignment, and the timer's exception would crash the worker
             pos = positions.get(tp.partition)
             if pos is None:  # no record handled yet: the consumer's position (the committed offset)
                 try:
